@@ -1,0 +1,77 @@
+"""The ``tuneforge`` command line. Imports nothing heavy until a command runs, so ``--help`` is instant.
+
+Exit codes: 0 success, 2 a bad config or bad input (no traceback), 1 a failure of the run itself.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Callable, Sequence
+
+from . import __version__
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
+
+# command -> (module under tuneforge.commands, one-line help). Modules are imported only when run.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "check": ("check", "resolve a config, show every value's source and all errors, warnings and notices"),
+    "env": ("env", "print library versions and the devices this machine has"),
+    "version": ("version", "print the tuneforge version"),
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tuneforge",
+        description="Fine-tune large language models from one YAML file (LLaMA-Factory keys).",
+        epilog="Config overrides follow the file: `tuneforge check cfg.yaml lora_rank=16 --learning_rate 1e-4`.",
+    )
+    parser.add_argument("--version", action="version", version=f"tuneforge {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, help_text) in COMMANDS.items():
+        cmd = sub.add_parser(name, help=help_text, description=help_text)
+        _command_args(name, cmd)
+    return parser
+
+
+def _command_args(name: str, cmd: argparse.ArgumentParser) -> None:
+    if name in ("version", "env"):
+        return
+    cmd.add_argument("config", nargs="?", help="YAML or JSON config file (LLaMA-Factory keys)")
+    cmd.add_argument("overrides", nargs=argparse.REMAINDER, help="key=value or --key value, applied after the file")
+    if name == "check":
+        cmd.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+        cmd.add_argument("--all", action="store_true", help="show every key, also those at their defaults")
+
+
+def _split_known(argv: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Keep our own flags (--json, --all, --help) apart from config overrides like --lora_rank 8."""
+    own = {"--json", "--all", "-h", "--help"}
+    mine = [a for a in argv if a in own]
+    rest = [a for a in argv if a not in own]
+    return mine, rest
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] not in COMMANDS:
+        _parser().parse_args(argv or ["--help"])
+        return EXIT_BAD_INPUT
+    command, rest = argv[0], argv[1:]
+    mine, rest = _split_known(rest)
+    positional = [] if not rest or rest[0].startswith("-") or "=" in rest[0] else [rest.pop(0)]
+    args = _parser().parse_args([command, *mine, *positional])
+    args.overrides = rest
+    module = importlib.import_module(f"tuneforge.commands.{COMMANDS[command][0]}")
+    run: Callable[[argparse.Namespace], int] = module.run
+    try:
+        return run(args)
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The parameter system: schema, loader, derived values and rules."""

@@ -1,0 +1,1 @@
+"""The parameter groups; ``training``, ``monitoring`` and ``evaluation`` also take HF TrainingArguments keys."""

@@ -1,0 +1,1 @@
+"""Data engine: dataset registry, formats, templates, processors, packing."""
