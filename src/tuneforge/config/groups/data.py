@@ -32,7 +32,7 @@ class DataArgs:
     preprocessing_batch_size: int = opt(1000, "Examples per batch in preprocessing.", ge=1)
     preprocessing_num_workers: int | None = opt(None, "Processes used for preprocessing.", ge=1)
     max_samples: int | None = opt(None, "Keep at most this many examples of each dataset (the first ones).", ge=1)
-    eval_num_beams: int | None = opt(None, "Beams for generation in evaluation (overrides generation_num_beams).", ge=1)
+    eval_num_beams: int | None = opt(None, "Beams in evaluation generation (overrides generation_num_beams).", ge=1)
     ignore_pad_token_for_loss: bool = opt(True, "Do not train on padding tokens.")
     val_size: float = opt(0.0, "Validation split of the training data: a fraction below 1, a count from 1.", ge=0)
     eval_on_each_dataset: bool = opt(False, "Report evaluation metrics per eval dataset.")
@@ -45,5 +45,5 @@ class DataArgs:
     tokenized_path: str | None = opt(None, "Save the processed dataset here, or load it from here if present.")
     data_shared_file_system: bool = opt(False, "Nodes share one file system for the data cache.")
     max_bad_rows: float = opt(
-        0.05, "Largest share of malformed rows tolerated before the run fails (0 fails on any).", ge=0, le=1
+        0.05, "Largest share of malformed rows tolerated before the run fails (0: fail on any).", ge=0, le=1
     )

@@ -1,4 +1,4 @@
-"""Generating group: decoding settings for chat, api, predict and PPO rollouts (LLaMA-Factory's GeneratingArguments)."""
+"""Generating group: decoding for chat, api, predict and PPO rollouts (LLaMA-Factory's GeneratingArguments)."""
 
 from __future__ import annotations
 

@@ -88,14 +88,14 @@ class Ctx:
 
 def run_rules(res: Resolution) -> list[Diagnostic]:
     """Run every registered rule; a rule that crashes is reported, not raised."""
-    from . import data_rules, inactive, method_rules, runtime_rules, stage_rules, stability  # noqa: F401
+    from . import data_rules, inactive, method_rules, runtime_rules, stability, stage_rules, template_rules  # noqa: F401
 
     ctx = Ctx(res)
     out: list[Diagnostic] = []
     for r in RULES.values():
         try:
             findings = list(r.fn(ctx))
-        except Exception as err:  # noqa: BLE001 - a broken rule must not hide the others
+        except Exception as err:
             out.append(Diagnostic("warning", r.name, f"rule {r.name} could not run: {err}", r.name))
             continue
         out.extend(Diagnostic(r.level, key, msg, r.name) for key, msg in findings)

@@ -78,13 +78,12 @@ def deepspeed_config_valid(ctx: Ctx) -> Iterator[Finding]:
         yield "deepspeed", f"DeepSpeed config {ds} does not exist"
     elif ctx.deepspeed_config is None:
         yield "deepspeed", f"DeepSpeed config {ds} is not a JSON object"
-    if not _installed("deepspeed"):
-        yield "deepspeed", "deepspeed is not installed: pip install 'tuneforge[deepspeed]'"
 
 
 _OPTIONAL = (
     ("enable_liger_kernel", "liger_kernel", "tuneforge[liger]", lambda c: c.model.enable_liger_kernel),
     ("use_unsloth", "unsloth", "unsloth", lambda c: c.model.use_unsloth),
+    ("deepspeed", "deepspeed", "tuneforge[deepspeed]", lambda c: c.tr.deepspeed is not None),
     ("flash_attn", "flash_attn", "flash-attn", lambda c: c.model.flash_attn == "fa2"),
     ("flash_attn", "flash_attn_interface", "flash-attn 3 (hopper build)", lambda c: c.model.flash_attn == "fa3"),
     ("quantization_bit", "bitsandbytes", "tuneforge[bnb]", lambda c: c.model.quantization_bit is not None),
