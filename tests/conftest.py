@@ -11,34 +11,11 @@ os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 
-from pathlib import Path  # noqa: E402
+from pathlib import Path
 
-import pytest  # noqa: E402
+import pytest
 
-REPO = Path(__file__).resolve().parent.parent
-SHARED_MODELS = Path(os.environ.get("TUNEFORGE_SHARED", REPO.parent / "shared")) / "models"
-
-
-def shared_model_dirs() -> list[Path]:
-    """Top-level model folders of ../shared/models (complete: tokenizer + template + config)."""
-    if not SHARED_MODELS.is_dir():
-        return []
-    return sorted(p for p in SHARED_MODELS.iterdir() if p.is_dir() and (p / "tokenizer_config.json").is_file())
-
-
-def shared_tokenizer_dirs() -> list[Path]:
-    """Every folder with a tokenizer: the top level plus tokenizer-only/."""
-    extra = SHARED_MODELS / "tokenizer-only"
-    more = sorted(p for p in extra.iterdir() if p.is_dir()) if extra.is_dir() else []
-    return shared_model_dirs() + more
-
-
-def require_shared(name: str) -> Path:
-    """Path of one shared model folder, or skip the test with the reason."""
-    path = SHARED_MODELS / name
-    if not path.is_dir():
-        pytest.skip(f"{path} is absent (the shared model fixtures live in ../shared/models)")
-    return path
+from shared_models import SHARED_MODELS, require_shared, shared_model_dirs, shared_tokenizer_dirs  # noqa: F401
 
 
 @pytest.fixture(autouse=True)

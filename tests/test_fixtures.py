@@ -170,7 +170,7 @@ def test_shared_models_dir_env_override(monkeypatch, tmp_path):
 
 
 def test_load_shared_tokenizer():
-    from conftest import require_shared
+    from shared_models import require_shared
 
     require_shared("SmolLM2-135M-Instruct")
     assert len(testing.load_shared_tokenizer("SmolLM2-135M-Instruct")) == 49152

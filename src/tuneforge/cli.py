@@ -17,6 +17,8 @@ EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 # command -> (module under tuneforge.commands, one-line help). Modules are imported only when run.
 COMMANDS: dict[str, tuple[str, str]] = {
     "check": ("check", "resolve a config, show every value's source and all errors, warnings and notices"),
+    "lengths": ("lengths", "token-length percentiles and histogram of the processed training data"),
+    "preview": ("preview", "the first processed examples with the trained tokens highlighted"),
     "env": ("env", "print library versions and the devices this machine has"),
     "version": ("version", "print the tuneforge version"),
 }
@@ -36,21 +38,47 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Each command's own options: name -> (takes a value, help). Everything else after the config is an override.
+OPTIONS: dict[str, dict[str, tuple[bool, str]]] = {
+    "check": {"--json": (False, "print one JSON object instead of text"),
+              "--all": (False, "show every key, also those at their defaults")},
+    "lengths": {"--json": (False, "print one JSON object instead of text"),
+                "--png": (True, "also draw the histogram into this PNG file")},
+    "preview": {"--json": (False, "print one JSON object per example"),
+                "--n": (True, "number of examples (default 3)")},
+}
+
+
 def _command_args(name: str, cmd: argparse.ArgumentParser) -> None:
     if name in ("version", "env"):
         return
     cmd.add_argument("config", nargs="?", help="YAML or JSON config file (LLaMA-Factory keys)")
     cmd.add_argument("overrides", nargs=argparse.REMAINDER, help="key=value or --key value, applied after the file")
-    if name == "check":
-        cmd.add_argument("--json", action="store_true", help="print one JSON object instead of text")
-        cmd.add_argument("--all", action="store_true", help="show every key, also those at their defaults")
+    for flag, (takes_value, help_text) in OPTIONS.get(name, {}).items():
+        if takes_value:
+            cmd.add_argument(flag, type=int if flag == "--n" else str, default=3 if flag == "--n" else None,
+                             help=help_text)
+        else:
+            cmd.add_argument(flag, action="store_true", help=help_text)
 
 
-def _split_known(argv: Sequence[str]) -> tuple[list[str], list[str]]:
-    """Keep our own flags (--json, --all, --help) apart from config overrides like --lora_rank 8."""
-    own = {"--json", "--all", "-h", "--help"}
-    mine = [a for a in argv if a in own]
-    rest = [a for a in argv if a not in own]
+def _split_known(command: str, argv: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Keep the command's own options (and --help) apart from config overrides like --lora_rank 8."""
+    own = OPTIONS.get(command, {})
+    mine: list[str] = []
+    rest: list[str] = []
+    args = list(argv)
+    while args:
+        arg = args.pop(0)
+        flag = arg.split("=", 1)[0]
+        if arg in ("-h", "--help"):
+            mine.append(arg)
+        elif flag in own:
+            mine.append(arg)
+            if own[flag][0] and "=" not in arg and args:
+                mine.append(args.pop(0))
+        else:
+            rest.append(arg)
     return mine, rest
 
 
@@ -60,7 +88,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _parser().parse_args(argv or ["--help"])
         return EXIT_BAD_INPUT
     command, rest = argv[0], argv[1:]
-    mine, rest = _split_known(rest)
+    mine, rest = _split_known(command, rest)
     positional = [] if not rest or rest[0].startswith("-") or "=" in rest[0] else [rest.pop(0)]
     args = _parser().parse_args([command, *mine, *positional])
     args.overrides = rest

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 
 from ..config.diagnostics import ConfigError
 from ..config.loader import Resolution, load
@@ -31,3 +32,31 @@ def resolve_or_exit(args: argparse.Namespace) -> Resolution | int:
         render_diagnostics(res.diagnostics, sys.stderr, sys.stderr.isatty())
         return 2
     return res
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """Exception types that mean bad input (config, data, model path), not a bug: exit 2, no traceback."""
+    from ..data.registry import RegistryError
+    from ..data.templates.base import TemplateError
+    from ..data.validate import DataError
+    from ..model.errors import ModelLoadError
+
+    return ConfigError, DataError, RegistryError, TemplateError, ModelLoadError
+
+
+def _print_user_error(err: BaseException) -> None:
+    if isinstance(err, ConfigError):
+        report_config_error(err)
+        return
+    sys.stderr.write(f"error: {err}\n")
+    for line in getattr(err, "messages", [])[:20]:
+        sys.stderr.write(f"  {line}\n")
+
+
+def run_guarded(fn: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    """Run a command; a user mistake prints its message and returns 2 instead of a traceback."""
+    try:
+        return fn(args)
+    except _user_errors() as err:
+        _print_user_error(err)
+        return 2

@@ -1,0 +1,114 @@
+"""Tokenize converted examples for one stage, drop the unusable ones (counted by reason) and pack if asked.
+
+``process(dataset, cfg, tokenizer, template)`` is the entry point: it picks the stage's batched processor from
+:data:`PROCESSORS`, maps it over the dataset, drops rows with no trained token (or malformed / too long ones),
+counts every drop by reason, and packs pt/sft rows when ``cfg.data.packing`` is on.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from functools import partial
+from typing import Any
+
+import numpy as np
+from datasets import Dataset
+
+from ..packing import pack_examples, pack_stream
+from ..validate import DataError
+from . import feedback, pairwise, pretrain, supervised, unsupervised
+from .common import DROP, TRUNCATED, Context, StageProcessor, probe_guard
+from .seqlen import Guard, infer_seqlen
+
+__all__ = [
+    "PROCESSORS", "Context", "Guard", "ProcessStats", "StageProcessor", "build_context", "infer_seqlen", "process",
+    "processor_key",
+]
+
+PROCESSORS: dict[str, StageProcessor] = {
+    "pt": StageProcessor(pretrain.process_batch, pretrain.COLUMNS),
+    "sft": StageProcessor(supervised.process_batch, supervised.COLUMNS),
+    "rm": StageProcessor(pairwise.process_batch, pairwise.COLUMNS),
+    "dpo": StageProcessor(pairwise.process_batch, pairwise.COLUMNS),
+    "kto": StageProcessor(feedback.process_batch, feedback.COLUMNS),
+    "ppo": StageProcessor(unsupervised.process_batch, unsupervised.COLUMNS),
+    "predict": StageProcessor(unsupervised.process_batch, unsupervised.COLUMNS),  # sft eval, predict_with_generate
+}
+PACKABLE = ("pt", "sft")
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ProcessStats:
+    """What ``process`` did: rows in, rows kept, rows cut to fit, drops by reason, packed rows (0 when unpacked)."""
+
+    stage: str
+    total: int = 0
+    kept: int = 0
+    truncated: int = 0
+    dropped: dict[str, int] = field(default_factory=dict)
+    packed_rows: int = 0
+
+    def summary(self) -> str:
+        drops = ", ".join(f"{n} {reason}" for reason, n in sorted(self.dropped.items())) or "none"
+        packed = f", packed into {self.packed_rows} rows" if self.packed_rows else ""
+        counts = f"kept {self.kept} of {self.total} examples ({self.truncated} truncated; dropped: {drops})"
+        return f"{self.stage}: {counts}{packed}"
+
+
+def processor_key(cfg: Any, for_generation: bool = False) -> str:
+    """The :data:`PROCESSORS` key: the stage, or ``predict`` for sft data that will be generated from."""
+    stage = cfg.finetuning.stage
+    return "predict" if stage == "sft" and for_generation else stage
+
+
+def build_context(cfg: Any, tokenizer: Any, template: Any, key: str | None = None) -> Context:
+    """The processors' context from the typed config (``cfg.data``), the tokenizer and the chat template."""
+    key = key or processor_key(cfg)
+    data = cfg.data
+    ctx = Context(tokenizer=tokenizer, template=template, cutoff_len=data.cutoff_len,
+                  train_on_prompt=data.train_on_prompt, mask_history=data.mask_history,
+                  packing=bool(data.packing) and key in PACKABLE)
+    if key == "pt":
+        ctx.bos_id, ctx.doc_end_id = pretrain.auto_bos_id(tokenizer), pretrain.doc_end_id(tokenizer)
+    elif template is not None:
+        ctx.guard = probe_guard(template, tokenizer)
+    return ctx
+
+
+def process(dataset: Dataset, cfg: Any, tokenizer: Any, template: Any, *, key: str | None = None,
+            stats: ProcessStats | None = None) -> Dataset:
+    """Tokenize ``dataset`` (converted rows, see ``messages.py``) for the configured stage and return the rows to
+    train on. ``key`` overrides the processor (e.g. ``"predict"``); ``stats``, if given, is filled in.
+
+    Raises ``DataError`` when no example is left (every label masked, every row malformed or too long).
+    """
+    key = key or processor_key(cfg)
+    ctx = build_context(cfg, tokenizer, template, key)
+    processor = PROCESSORS[key]
+    mapped = dataset.map(partial(processor.process_batch, ctx=ctx), batched=True, features=processor.features(),
+                         batch_size=cfg.data.preprocessing_batch_size, num_proc=cfg.data.preprocessing_num_workers,
+                         remove_columns=dataset.column_names, desc=f"Tokenizing ({key})")
+    stats = stats if stats is not None else ProcessStats(stage=key)
+    kept = _drop_and_count(mapped, stats)
+    if ctx.packing:
+        kept = pack_stream(kept, ctx.cutoff_len) if key == "pt" else pack_examples(kept, ctx.cutoff_len)
+        stats.packed_rows = len(kept)
+    logger.info(stats.summary())
+    return kept
+
+
+def _drop_and_count(mapped: Dataset, stats: ProcessStats) -> Dataset:
+    reasons = mapped.with_format("arrow")[DROP].to_numpy(zero_copy_only=False)
+    stats.total = len(reasons)
+    stats.dropped = dict(Counter(r for r in reasons.tolist() if r))
+    stats.truncated = int(np.count_nonzero(mapped.with_format("arrow")[TRUNCATED].to_numpy(zero_copy_only=False)))
+    keep = np.flatnonzero(reasons == "")
+    stats.kept = len(keep)
+    if not stats.kept:
+        raise DataError(f"no example is left to train on after preprocessing: {stats.summary()}; every label is "
+                         "masked or every row is malformed or longer than cutoff_len")
+    kept = mapped.select(keep) if stats.kept < stats.total else mapped
+    return kept.remove_columns([DROP, TRUNCATED])

@@ -1,0 +1,94 @@
+"""sft: multi-turn chats -> ``input_ids``, ``attention_mask``, ``labels`` (-100 on everything not trained).
+
+Labels per turn: the prompt is masked (or trained with ``train_on_prompt``); the response (reply + end-of-turn) is
+trained, except earlier turns under ``mask_history``. With an ``efficient_eos`` template the reply carries no
+end-of-turn, so the first prompt token after a trained reply is labelled with eos and one eos closes the sequence.
+
+Budget: turns take ``cutoff_len`` in chronological order (newest first under ``mask_history``), each through
+``fit_turn``; the first turn that cannot fit ends the example (later turns, or older ones under ``mask_history``,
+are dropped). Cut turns keep their assistant header and end-of-turn (see ``seqlen.py``).
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+from .common import (
+    INVALID,
+    NO_TRAINED,
+    TOO_LONG,
+    TRUNCATED,
+    Batch,
+    Context,
+    collect,
+    cut_source,
+    has_trained_token,
+    masked,
+    valid_prompt,
+)
+from .seqlen import cut_response, fit_turn
+
+COLUMNS: dict[str, Any] = {"input_ids": [], "attention_mask": [], "labels": []}
+Turn = tuple[int, list[int], list[int]]  # (turn index, prompt ids, response ids)
+
+
+def process_batch(batch: Batch, ctx: Context) -> Batch:
+    """Batched ``datasets.map`` function for sft (see ``common.py`` for the bookkeeping columns)."""
+    return collect(batch, partial(_encode, ctx=ctx), COLUMNS)
+
+
+def _encode(prompt: list, response: list, system: str, tools: str, index: int, ctx: Context) -> dict | str:
+    if not valid_prompt(prompt) or len(response) != 1:
+        return INVALID
+    messages = prompt + response
+    pairs = ctx.template.encode_multiturn(ctx.tokenizer, messages, system, tools)
+    contents = [messages[2 * i]["content"] for i in range(len(pairs))]
+    turns, truncated = budget_turns(pairs, contents, ctx)
+    if not turns:
+        return TOO_LONG
+    ids, labels = assemble(turns, len(pairs), ctx)
+    if not has_trained_token(labels):
+        return NO_TRAINED
+    return {"input_ids": ids, "attention_mask": [1] * len(ids), "labels": labels, TRUNCATED: truncated}
+
+
+def budget_turns(
+    pairs: list[tuple[list[int], list[int]]], contents: list[str], ctx: Context
+) -> tuple[list[Turn], bool]:
+    """Fit the turns into ``cutoff_len``; returns the kept turns in chronological order and whether any was cut."""
+    left = ctx.cutoff_len - int(ctx.efficient_eos)  # room for the closing eos
+    order = range(len(pairs) - 1, -1, -1) if ctx.mask_history else range(len(pairs))
+    kept: list[Turn] = []
+    for idx in order:
+        source, target = pairs[idx]
+        fit = fit_turn(len(source), len(target), left, ctx.guard)
+        if fit is None:
+            return sorted(kept), True
+        kept.append((idx, cut_source(source, fit[0], contents[idx], ctx),
+                     cut_response(target, fit[1], ctx.guard.response_tail)))
+        left -= sum(fit)
+    truncated = any(len(s) + len(t) < len(pairs[i][0]) + len(pairs[i][1]) for i, s, t in kept)
+    return sorted(kept), truncated
+
+
+def assemble(turns: list[Turn], n_turns: int, ctx: Context) -> tuple[list[int], list[int]]:
+    """Concatenate the kept turns and build their labels (see the module docstring for the rules)."""
+    ids: list[int] = []
+    labels: list[int] = []
+    previous_trained = -2  # index of the last turn whose reply was trained
+    for idx, source, target in turns:
+        if ctx.train_on_prompt:
+            source_labels = list(source)
+        else:
+            source_labels = masked(len(source))
+            if ctx.efficient_eos and previous_trained == idx - 1:
+                source_labels[0] = ctx.eos_id  # the reply before this prompt ends here
+        trained = not ctx.mask_history or idx == n_turns - 1
+        ids += source + target
+        labels += source_labels + (list(target) if trained else masked(len(target)))
+        previous_trained = idx if trained else -2
+    if ctx.efficient_eos:
+        ids.append(ctx.eos_id)
+        labels.append(ctx.eos_id)
+    return ids, labels

@@ -1,0 +1,27 @@
+"""Tokenizing a streamed dataset: the same stage processors, applied lazily as rows are read.
+
+A stream has no length, so rows are dropped on the fly (no trained token, malformed, too long) instead of
+being counted up front; packing is not applied to streams (the rules require ``max_steps`` instead).
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+from datasets import IterableDataset
+
+from .processors import PROCESSORS, build_context
+from .processors.common import DROP, TRUNCATED
+
+
+def process_stream(dataset: IterableDataset, cfg: Any, tokenizer: Any, template: Any, *, key: str) -> IterableDataset:
+    """Lazily tokenize ``dataset`` with the ``key`` processor and skip the rows it drops."""
+    ctx = build_context(cfg, tokenizer, template, key)
+    ctx.packing = False
+    processor = PROCESSORS[key]
+    columns = list(dataset.column_names or [])
+    mapped = dataset.map(partial(processor.process_batch, ctx=ctx), batched=True,
+                         batch_size=cfg.data.preprocessing_batch_size, remove_columns=columns)
+    kept = mapped.filter(lambda row: row[DROP] == "")
+    return kept.remove_columns([DROP, TRUNCATED])
