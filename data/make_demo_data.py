@@ -295,6 +295,10 @@ def info() -> dict:
         "wiki_demo": {"file_name": "wiki_demo.txt", "columns": {"prompt": "text"}},
         "quickstart_task": {"file_name": "quickstart_task.jsonl"},
         "quickstart_eval": {"file_name": "quickstart_eval.jsonl"},
+        # hub datasets under LLaMA-Factory's names (loaded through `datasets` when online)
+        "alpaca_en": {"hf_hub_url": "llamafactory/alpaca_en", "ms_hub_url": "llamafactory/alpaca_en"},
+        "alpaca_zh": {"hf_hub_url": "llamafactory/alpaca_zh", "ms_hub_url": "llamafactory/alpaca_zh"},
+        "code_alpaca": {"hf_hub_url": "sahil2801/CodeAlpaca-20k", "ms_hub_url": "AI-ModelScope/CodeAlpaca-20k"},
     }
 
 

@@ -16,6 +16,7 @@ EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
 # command -> (module under tuneforge.commands, one-line help). Modules are imported only when run.
 COMMANDS: dict[str, tuple[str, str]] = {
+    "train": ("train", "train a model as the config says (stages pt, sft, rm, dpo, kto, ppo)"),
     "check": ("check", "resolve a config, show every value's source and all errors, warnings and notices"),
     "lengths": ("lengths", "token-length percentiles and histogram of the processed training data"),
     "preview": ("preview", "the first processed examples with the trained tokens highlighted"),

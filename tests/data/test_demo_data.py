@@ -13,7 +13,7 @@ from tuneforge.data.registry import get_dataset_attr, read_info
 from tuneforge.data.validate import DataReport
 
 DATA = Path(__file__).resolve().parents[2] / "data"
-NAMES = sorted(read_info(DATA))
+NAMES = sorted(name for name, entry in read_info(DATA).items() if "file_name" in entry)  # local demos only
 
 
 @pytest.fixture(autouse=True)
@@ -30,6 +30,12 @@ def stage_for(name: str) -> str:
     if attr.columns.kto_tag:
         return "kto"
     return "sft" if attr.columns.response or attr.formatting != "alpaca" else "pt"
+
+
+def test_hub_entries_use_llamafactory_names():
+    hub = sorted(name for name, entry in read_info(DATA).items() if "file_name" not in entry)
+    assert hub == ["alpaca_en", "alpaca_zh", "code_alpaca"]
+    assert get_dataset_attr("alpaca_zh", DATA).source == "hf_hub"
 
 
 def test_the_registry_lists_every_demo():

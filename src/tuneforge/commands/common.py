@@ -40,8 +40,9 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from ..data.templates.base import TemplateError
     from ..data.validate import DataError
     from ..model.errors import ModelLoadError
+    from ..train.checkpoints import OutputDirError, ResumeError
 
-    return ConfigError, DataError, RegistryError, TemplateError, ModelLoadError
+    return ConfigError, DataError, RegistryError, TemplateError, ModelLoadError, OutputDirError, ResumeError
 
 
 def _print_user_error(err: BaseException) -> None:

@@ -38,6 +38,8 @@ def no_mixed_precision(ctx: Ctx) -> Iterator[Finding]:
 
 @rule("warning")
 def learning_rate_range(ctx: Ctx) -> Iterator[Finding]:
+    if ctx.model.train_from_scratch:  # random init trains at far higher rates than fine-tuning
+        return
     table = load_table("lr_ranges.yaml")
     low, high = table["ranges"][ctx.ft.finetuning_type]
     if ctx.stage in ("dpo", "kto", "ppo"):

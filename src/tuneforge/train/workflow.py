@@ -1,0 +1,77 @@
+"""What every stage shares before and after its trainer: seed, tokenizer, template, data, model, predictions.
+
+A stage module (``train/sft.py`` ...) is ``run(cfg) -> dict``: it calls :func:`prepare`, builds its collator,
+loss and trainer, then :func:`train_and_evaluate`. Example::
+
+    p = prepare(cfg)
+    trainer = build_trainer(cfg, p.model, p.tokenizer, p.data.train, p.data.eval, collator)
+    return train_and_evaluate(cfg, trainer, p)
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from ..config.schema import Config
+from ..data.pipeline import DatasetBundle, build_datasets
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Prepared:
+    """The pieces of a run: tokenizer, chat template (None for pt), tokenized data and the model."""
+
+    tokenizer: Any
+    template: Any
+    data: DatasetBundle
+    model: Any
+
+
+def load_template(cfg: Config, tokenizer: Any) -> Any:
+    """The chat template of the run; a tokenizer without a chat_template gets ours, so saved outputs carry it."""
+    from ..data.templates import resolve_template
+
+    template = resolve_template(cfg.data.template, tokenizer, default_system=cfg.data.default_system,
+                                enable_thinking=cfg.data.enable_thinking, tool_format=cfg.data.tool_format)
+    if not getattr(tokenizer, "chat_template", None) and cfg.data.template:
+        tokenizer.chat_template = template.jinja_chat_template()
+    return template
+
+
+def prepare(cfg: Config, *, stage_data: bool = True) -> Prepared:
+    """Seed, then load tokenizer → template → datasets → model (the datasets first: bad data fails fast)."""
+    from transformers import set_seed
+
+    from ..model import load_model, load_tokenizer, trainable_summary
+
+    set_seed(cfg.training.seed)  # before the model: LoRA/from-scratch init must be reproducible
+    tokenizer = load_tokenizer(cfg)
+    template = load_template(cfg, tokenizer)
+    data = build_datasets(cfg, tokenizer, template) if stage_data else DatasetBundle(None, None)
+    for line in data.summary:
+        logger.info(line)
+    model = load_model(cfg, tokenizer, is_trainable=cfg.training.do_train)
+    trainable_summary(model)
+    return Prepared(tokenizer, template, data, model)
+
+
+def attn_implementation(model: Any) -> str:
+    config = getattr(model, "config", None)
+    return str(getattr(config, "_attn_implementation", None) or "sdpa")
+
+
+def train_and_evaluate(cfg: Config, trainer: Any, prepared: Prepared) -> dict[str, Any]:
+    """Train (with everything ``run_training`` guarantees), or only evaluate when ``do_train`` is off."""
+    from .trainer import run_training
+
+    if cfg.training.do_train:
+        return run_training(cfg, trainer, dataset_fingerprints=prepared.data.fingerprints)
+    metrics: dict[str, Any] = {}
+    if cfg.evaluation.do_eval and trainer.eval_dataset is not None:
+        metrics = trainer.evaluate()
+        trainer.log_metrics("eval", metrics)
+        trainer.save_metrics("eval", metrics)
+    return metrics
