@@ -17,7 +17,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: install
-	$(VENV)/bin/tuneforge check examples/quickstart/train.yaml
+	$(PY) examples/quickstart/run.py
 
 test: install
 	OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 $(VENV)/bin/pytest -n $(TEST_WORKERS) tests

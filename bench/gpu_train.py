@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+BF16 = os.environ.get("BENCH_BF16", "1") == "1"
 WORDS = ("the", "of", "and", "to", "in", "is", "that", "for", "it", "as", "was", "with", "be", "by", "on", "not")
 
 
@@ -60,7 +61,7 @@ def synthetic_chats(path: Path, n: int, seed: int = 0) -> str:
 
 def run_configs(model: Path, data_dir: str, tmp: Path) -> dict[str, dict]:
     common = {"model_name_or_path": str(model), "do_train": True, "finetuning_type": "lora", "lora_rank": 16,
-              "lora_alpha": 32, "lora_target": "all", "template": "qwen", "bf16": True, "cutoff_len": 2048,
+              "lora_alpha": 32, "lora_target": "all", "template": "qwen", "bf16": BF16, "cutoff_len": 2048,
               "logging_steps": 10, "save_strategy": "no", "report_to": "none", "learning_rate": 1e-4,
               "overwrite_output_dir": True, "max_steps": 50, "dataloader_num_workers": 2,
               "flash_attn": "sdpa"}
@@ -86,15 +87,17 @@ def run_one(name: str, config: dict) -> dict:
     res = resolve(config, environ={})
     if res.errors:
         return {"run": name, "error": "; ".join(f"{d.key}: {d.message}" for d in res.errors)}
-    torch.cuda.empty_cache()
-    torch.cuda.reset_peak_memory_stats()
+    cuda = torch.cuda.is_available()
+    if cuda:
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
     start = time.perf_counter()
     metrics = stage_runner(res.config.finetuning.stage)(res.config)
     wall = time.perf_counter() - start
     return {"run": name, "steps": config["max_steps"], "tokens_per_s": metrics.get("effective_tokens_per_sec"),
             "train_runtime_s": metrics.get("train_runtime"), "wall_s": round(wall, 1),
-            "peak_alloc_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2),
-            "peak_reserved_gib": round(torch.cuda.max_memory_reserved() / 2**30, 2),
+            "peak_alloc_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if cuda else None,
+            "peak_reserved_gib": round(torch.cuda.max_memory_reserved() / 2**30, 2) if cuda else None,
             "train_loss": metrics.get("train_loss"),
             "pairs_per_s": (metrics.get("train_samples_per_second") if name == "dpo" else None)}
 
@@ -119,7 +122,7 @@ def main() -> None:
             rows.append({"run": name, "error": f"{type(err).__name__}: {err}"})
         print(json.dumps(rows[-1]), flush=True)
     Path(args.out).mkdir(parents=True, exist_ok=True)
-    device = torch.cuda.get_device_name(0)
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
     (Path(args.out) / "gpu_train.json").write_text(json.dumps({"device": device, "rows": rows}, indent=2))
     print(f"\n| run ({device}) | tokens/s | peak alloc GiB | peak reserved GiB | wall s | loss |")
     print("|---|---|---|---|---|---|")
