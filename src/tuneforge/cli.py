@@ -20,6 +20,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "check": ("check", "resolve a config, show every value's source and all errors, warnings and notices"),
     "lengths": ("lengths", "token-length percentiles and histogram of the processed training data"),
     "preview": ("preview", "the first processed examples with the trained tokens highlighted"),
+    "chat": ("chat", "chat in the terminal with the model and adapters of a config (piped stdin: one line each)"),
+    "export": ("export", "merge the adapters into the base and write a plain model folder to export_dir"),
+    "api": ("api", "serve an OpenAI-compatible API (API_HOST, API_PORT, API_KEY, MAX_CONCURRENT)"),
+    "predict": ("predict", "generate answers for eval_dataset and score them (BLEU-4, ROUGE)"),
     "env": ("env", "print library versions and the devices this machine has"),
     "version": ("version", "print the tuneforge version"),
 }
@@ -47,6 +51,7 @@ OPTIONS: dict[str, dict[str, tuple[bool, str]]] = {
                 "--png": (True, "also draw the histogram into this PNG file")},
     "preview": {"--json": (False, "print one JSON object per example"),
                 "--n": (True, "number of examples (default 3)")},
+    "export": {"--force": (False, "replace a non-empty export_dir")},
 }
 
 

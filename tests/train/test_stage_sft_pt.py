@@ -103,3 +103,12 @@ def test_existing_output_dir_is_refused_without_overwrite(tiny_model_dir, tmp_pa
             "--dataset", "quickstart_task", "--dataset_dir", str(REPO / "data")]
     assert main(args) == 2
     assert (out / "keep.txt").read_text() == "mine"
+
+
+def test_sft_predict_with_generate_writes_predictions(tiny_model_dir, tmp_path):
+    out = tmp_path / "out"
+    metrics = _train(_config(tiny_model_dir, out, max_steps=2, eval_dataset="quickstart_eval", max_samples=8,
+                             predict_with_generate=True, do_predict=True, max_new_tokens=8, do_sample=False))
+    rows = [json.loads(line) for line in (out / "generated_predictions.jsonl").read_text().splitlines()]
+    assert len(rows) == 8 and set(rows[0]) == {"prompt", "predict", "label"}
+    assert "predict_bleu-4" in metrics and (out / "predict_results.json").is_file()

@@ -25,7 +25,7 @@ def run(cfg: Config) -> dict[str, Any]:
 
 
 def _predict(cfg: Config, trainer: Any, p: Any) -> dict[str, Any]:
-    from ..infer.predict import predict_dataset
+    """Generate for the eval rows (``predict_with_generate``): generated_predictions.jsonl + BLEU/ROUGE scores."""
+    from ..infer.predict import predict_and_save
 
-    model = trainer.model
-    return predict_dataset(cfg, model, p.tokenizer, p.template, p.data.eval)
+    return predict_and_save(cfg, trainer.model, p.tokenizer, p.template, p.data.eval)

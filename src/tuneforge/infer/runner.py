@@ -1,0 +1,41 @@
+"""What the chat / export / api / predict commands share: resolve the config, log to stderr, map errors to exit 2."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from .errors import InferError
+
+
+def setup_logging(level: str) -> None:
+    """Log lines go to stderr (stdout carries only answers / results)."""
+    logging.basicConfig(level=getattr(logging, level, logging.INFO), stream=sys.stderr,
+                        format="[tuneforge] %(levelname)s %(message)s")
+
+
+def run_command(args: argparse.Namespace, body: Callable[[Any, argparse.Namespace], int]) -> int:
+    """Resolve ``args`` (exit 2 on config errors, warnings shown on stderr), set up logging, run ``body(cfg, args)``;
+    an :class:`InferError` or any user error of the project prints its message and returns 2."""
+    from ..commands.common import resolve_or_exit, run_guarded
+
+    def guarded(ns: argparse.Namespace) -> int:
+        res = resolve_or_exit(ns)
+        if isinstance(res, int):
+            return res
+        warnings = [d for d in res.diagnostics if d.level == "warning"]
+        if warnings:
+            from ..config.report import render_diagnostics
+
+            render_diagnostics(warnings, sys.stderr, sys.stderr.isatty())
+        setup_logging(res.config.env.TUNEFORGE_VERBOSITY)
+        try:
+            return body(res.config, ns)
+        except InferError as err:
+            sys.stderr.write(f"error: {err}\n")
+            return 2
+
+    return run_guarded(guarded, args)
