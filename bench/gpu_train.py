@@ -70,6 +70,9 @@ def run_configs(model: Path, data_dir: str, tmp: Path) -> dict[str, dict]:
                      "per_device_train_batch_size": 8, "output_dir": str(tmp / "sft_demo")},
         "sft_padded": {**common, "stage": "sft", "dataset": "chats", "dataset_dir": data_dir,
                        "per_device_train_batch_size": 8, "output_dir": str(tmp / "sft_padded")},
+        "sft_padded_w0": {**common, "stage": "sft", "dataset": "chats", "dataset_dir": data_dir,
+                          "per_device_train_batch_size": 8, "dataloader_num_workers": 0,
+                          "output_dir": str(tmp / "sft_padded_w0")},
         "sft_packed": {**common, "stage": "sft", "dataset": "chats", "dataset_dir": data_dir, "neat_packing": True,
                        "per_device_train_batch_size": 8, "output_dir": str(tmp / "sft_packed")},
         "dpo": {**common, "stage": "dpo", "dataset": "dpo_demo", "dataset_dir": str(REPO / "data"),
@@ -102,11 +105,29 @@ def run_one(name: str, config: dict) -> dict:
             "pairs_per_s": (metrics.get("train_samples_per_second") if name == "dpo" else None)}
 
 
+def _profiled(name: str, config: dict, out: Path) -> dict:
+    """Run under cProfile and write the top functions by own and cumulative time (where step time goes)."""
+    import cProfile
+    import io
+    import pstats
+
+    profiler = cProfile.Profile()
+    row = profiler.runcall(run_one, name, config)
+    out.mkdir(parents=True, exist_ok=True)
+    text = io.StringIO()
+    stats = pstats.Stats(profiler, stream=text)
+    stats.sort_stats("tottime").print_stats(30)
+    stats.sort_stats("cumulative").print_stats(45)
+    (out / f"profile_{name}.txt").write_text(text.getvalue())
+    return row
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--tokenizer", required=True)
     parser.add_argument("--runs", default="sft_demo,sft_padded,sft_packed,dpo")
     parser.add_argument("--out", default=os.environ.get("OUT", "/tmp/bench_out"))
+    parser.add_argument("--profile", default="", help="cProfile these runs; top functions go to OUT/profile_*.txt")
     args = parser.parse_args()
     import torch
 
@@ -117,7 +138,10 @@ def main() -> None:
     rows = []
     for name in args.runs.split(","):
         try:
-            rows.append(run_one(name, configs[name]))
+            if name in args.profile.split(","):
+                rows.append(_profiled(name, configs[name], Path(args.out)))
+            else:
+                rows.append(run_one(name, configs[name]))
         except Exception as err:  # one failing run must not lose the others' numbers
             rows.append({"run": name, "error": f"{type(err).__name__}: {err}"})
         print(json.dumps(rows[-1]), flush=True)

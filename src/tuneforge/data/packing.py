@@ -23,6 +23,7 @@ Example (cutoff 10, two examples of lengths 3 and 2 in one row)::
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -114,7 +115,25 @@ def _list_array(values: np.ndarray, lengths: np.ndarray) -> pa.Array:
     return array_type.from_arrays(pa.array(offsets, type=offset_type), pa.array(values))
 
 
-def _assemble(ids: np.ndarray, labels: np.ndarray, seq_lens: np.ndarray, row_sizes: np.ndarray) -> Dataset:
+def _file_backed(table: pa.Table, source: Dataset, kind: str) -> Dataset:
+    """The packed rows as a memory-mapped arrow file next to ``source``'s cache (in memory when it has none).
+
+    A file-backed dataset costs no RAM and pickles by path (DataLoader workers started with spawn/forkserver
+    would otherwise pickle the whole in-memory table, which dill cannot do for every pyarrow type).
+    """
+    if not source.cache_files:
+        return Dataset(table)
+    folder = Path(source.cache_files[0]["filename"]).parent
+    path = folder / f"tuneforge-{kind}-{source._fingerprint}-{table.num_rows}.arrow"
+    if not path.is_file():
+        tmp = path.with_suffix(".tmp")
+        with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_stream(sink, table.schema) as writer:
+            writer.write_table(table)
+        tmp.replace(path)
+    return Dataset.from_file(str(path))
+
+
+def _assemble(ids: np.ndarray, labels: np.ndarray, seq_lens: np.ndarray, row_sizes: np.ndarray) -> pa.Table:
     """Build packed rows from the packed token stream; ``seq_lens`` are the pieces, ``row_sizes`` pieces per row."""
     starts = np.repeat(np.cumsum(seq_lens) - seq_lens, seq_lens)
     positions = np.arange(len(ids)) - starts
@@ -129,7 +148,7 @@ def _assemble(ids: np.ndarray, labels: np.ndarray, seq_lens: np.ndarray, row_siz
             "seq_lens": _list_array(seq_lens.astype(np.int32), row_sizes),
         }
     )
-    return Dataset(table)
+    return table
 
 
 def pack_examples(dataset: Dataset, cutoff_len: int) -> Dataset:
@@ -147,7 +166,7 @@ def pack_examples(dataset: Dataset, cutoff_len: int) -> Dataset:
     within = np.arange(seq_lens.sum()) - np.repeat(np.cumsum(seq_lens) - seq_lens, seq_lens)
     gather = np.repeat(starts, seq_lens) + within
     row_sizes = np.array([len(b) for b in bins], dtype=np.int64)
-    return _assemble(ids[gather], labels[gather], seq_lens, row_sizes)
+    return _file_backed(_assemble(ids[gather], labels[gather], seq_lens, row_sizes), dataset, f"sft{cutoff_len}")
 
 
 def pack_stream(dataset: Dataset, cutoff_len: int) -> Dataset:
@@ -163,4 +182,4 @@ def pack_stream(dataset: Dataset, cutoff_len: int) -> Dataset:
     cuts = np.concatenate([[0], cuts[(cuts > 0) & (cuts <= total)]])
     seq_lens = np.diff(cuts)
     row_sizes = np.bincount(cuts[:-1] // cutoff_len, minlength=-(-total // cutoff_len)) if total else seq_lens
-    return _assemble(ids, labels, seq_lens, row_sizes)
+    return _file_backed(_assemble(ids, labels, seq_lens, row_sizes), dataset, f"pt{cutoff_len}")
