@@ -61,6 +61,13 @@ CASES = {
     "eval_needs_data": ({"do_eval": True}, "error", "do_eval", ["eval_dataset or val_size"]),
     "pissa_stage": ({"stage": "kto", "pissa_init": True}, "error", "pissa_init", ["kto"]),
     "early_stopping_needs_eval": ({"early_stopping_steps": 3}, "error", "early_stopping_steps", ["eval_strategy"]),
+    # preference notices
+    "bco_needs_reference": ({"stage": "dpo", "pref_loss": "simpo", "pref_bco_weight": 0.5}, "notice",
+                            "pref_bco_weight", ["reference-free", "simpo"]),
+    "ref_model_options_need_ref_model": ({"stage": "kto", "ref_model_quantization_bit": 4}, "notice",
+                                         "ref_model_quantization_bit", ["ref_model, which is not set"]),
+    "reference_is_a_second_copy": ({"stage": "dpo", "do_train": True, "dataset": "a", "finetuning_type": "full"},
+                                   "notice", "finetuning_type", ["second", "finetuning_type: lora"]),
     # data errors
     "mask_history_with_train_on_prompt": ({"mask_history": True, "train_on_prompt": True}, "error",
                                           "mask_history", ["contradict"]),

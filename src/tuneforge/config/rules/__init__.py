@@ -88,7 +88,16 @@ class Ctx:
 
 def run_rules(res: Resolution) -> list[Diagnostic]:
     """Run every registered rule; a rule that crashes is reported, not raised."""
-    from . import data_rules, inactive, method_rules, runtime_rules, stability, stage_rules, template_rules  # noqa: F401
+    from . import (  # noqa: F401
+        data_rules,
+        inactive,
+        method_rules,
+        preference_rules,
+        runtime_rules,
+        stability,
+        stage_rules,
+        template_rules,
+    )
 
     ctx = Ctx(res)
     out: list[Diagnostic] = []
