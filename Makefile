@@ -23,7 +23,7 @@ test: install
 	OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 $(VENV)/bin/pytest -n $(TEST_WORKERS) tests
 
 lint: install
-	$(VENV)/bin/ruff check src tests scripts
+	$(VENV)/bin/ruff check src tests scripts bench data
 
 docs: install
 	$(PY) scripts/gen_parameters_doc.py
