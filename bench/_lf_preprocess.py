@@ -4,16 +4,20 @@ Usage (``preprocess.py`` calls it)::
 
     /work/lf-venv/bin/python bench/_lf_preprocess.py DATASET_DIR MODEL WORKERS CUTOFF OUT.json [SAMPLE_IDS]
 
+``WORKERS`` 0 leaves ``preprocessing_num_workers`` unset.
+
 Loads + converts the registered ``synth_sft`` dataset with LLaMA-Factory's own loader, then times only its sft
 tokenization map (``_get_preprocessed_dataset``: template rendering, tokenization, truncation, label masking),
 which is the same stage ``get_dataset`` runs. ``overwrite_cache`` keeps every map from reading the cache. Writes
-``{"load_s", "process_s", "kept", "ids": [[input_ids, labels] ...first SAMPLE_IDS rows], "versions"}`` to OUT.json.
+``{"load_s", "process_s", "cpu_s", "rows", "kept", "ids": [[input_ids, labels] ...first SAMPLE_IDS rows],
+"versions"}`` to OUT.json (``cpu_s``: CPU seconds of the map, this process plus its reaped map workers).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import resource
 import sys
 import tempfile
 import time
@@ -27,21 +31,25 @@ def _args(dataset_dir: str, model: str, workers: int, cutoff: int, output_dir: s
     return {
         "model_name_or_path": model, "stage": "sft", "do_train": True, "finetuning_type": "lora",
         "template": "qwen", "dataset": "synth_sft", "dataset_dir": dataset_dir, "cutoff_len": cutoff,
-        "preprocessing_num_workers": workers, "overwrite_cache": True, "output_dir": output_dir,
+        "preprocessing_num_workers": workers or None, "overwrite_cache": True, "output_dir": output_dir,
         "report_to": "none",
     }
 
 
 def _versions() -> dict[str, str]:
     import datasets
+    import llamafactory
     import tokenizers
     import torch
     import transformers
 
-    import llamafactory
-
     return {"llamafactory": llamafactory.__version__, "transformers": transformers.__version__,
             "datasets": datasets.__version__, "tokenizers": tokenizers.__version__, "torch": torch.__version__}
+
+
+def cpu_seconds() -> float:
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
 
 
 def main(argv: list[str]) -> None:
@@ -60,11 +68,12 @@ def main(argv: list[str]) -> None:
         start = time.perf_counter()
         dataset = _get_merged_dataset(data_args.dataset, model_args, data_args, training_args, "sft")
         load_s = time.perf_counter() - start
-        start = time.perf_counter()
+        cpu, start = cpu_seconds(), time.perf_counter()
         processed = _get_preprocessed_dataset(dataset, data_args, training_args, "sft", template, tokenizer)
-        process_s = time.perf_counter() - start
+        process_s, cpu = time.perf_counter() - start, cpu_seconds() - cpu
         ids = [[row["input_ids"], row["labels"]] for row in processed.select(range(min(sample, len(processed))))]
-        result = {"load_s": load_s, "process_s": process_s, "kept": len(processed), "ids": ids,
+        result = {"load_s": load_s, "process_s": process_s, "cpu_s": cpu, "rows": len(dataset),
+                  "kept": len(processed), "ids": ids,
                   "versions": _versions()}
     with open(out, "w", encoding="utf-8") as handle:
         json.dump(result, handle)
