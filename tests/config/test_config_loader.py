@@ -156,3 +156,10 @@ def test_coerce_rejects_bool_for_int():
 
 def test_resume_from_checkpoint_accepts_true():
     assert resolve({**BASE, "resume_from_checkpoint": True}, environ={}).config.training.resume_from_checkpoint is True
+
+
+def test_none_string_is_a_value_where_strings_are_allowed():
+    cfg = resolve({**BASE, "report_to": "none", "max_samples": "None", "val_size": "null"}, environ={}).config
+    assert cfg.monitoring.report_to == "none"  # a real report_to choice, not null
+    assert cfg.data.max_samples is None  # Python-style None for a number means null
+    assert "val_size" in _errors(resolve({**BASE, "val_size": "null"}, environ={}))  # not nullable

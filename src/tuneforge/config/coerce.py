@@ -19,7 +19,7 @@ from .fields import FieldSpec
 
 _TRUE = {"true", "yes", "y", "1", "on"}
 _FALSE = {"false", "no", "n", "0", "off"}
-_NULL = {"null", "none", "~", ""}
+_NULL = {"null", "~", ""}
 
 
 class CoerceError(ValueError):
@@ -149,10 +149,17 @@ def _is_null(value: Any) -> bool:
     return value is None or (isinstance(value, str) and value.strip().lower() in _NULL)
 
 
+def _python_none(value: Any, members: tuple[Any, ...]) -> bool:
+    """``None`` written Python-style means null, except where a string is a valid value (``report_to: none``)."""
+    return isinstance(value, str) and value.strip().lower() == "none" and str not in members and not any(
+        typing.get_origin(m) is Literal and "none" in typing.get_args(m) for m in members
+    )
+
+
 def _convert(spec: FieldSpec, value: Any) -> Any:
     members = _union_members(spec.type)
     nullable = type(None) in members
-    if _is_null(value):
+    if _is_null(value) or _python_none(value, members):
         if nullable:
             return None
         raise CoerceError("may not be empty")

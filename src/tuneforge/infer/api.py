@@ -228,8 +228,8 @@ async def _events(app: FastAPI, stream: Stream) -> AsyncIterator[str]:
 
 
 def cors_origins_of(cfg: Any) -> list[str]:
-    """Allowed CORS origins from ``API_CORS_ORIGINS`` (comma-separated) when the config has that key; else none."""
-    value = getattr(cfg.env, "API_CORS_ORIGINS", None)
+    """Allowed CORS origins from ``API_CORS_ORIGINS`` (comma-separated); none (no CORS) by default."""
+    value = cfg.env.API_CORS_ORIGINS
     if not value:
         return []
     return [o.strip() for o in (value.split(",") if isinstance(value, str) else value) if o.strip()]

@@ -242,7 +242,7 @@ def build_training_args(cfg: Config, **overrides: Any) -> Seq2SeqTrainingArgumen
     kwargs.update(remove_unused_columns=False, label_names=["labels"], include_num_input_tokens_seen="no",
                   enable_jit_checkpoint=False, prediction_loss_only=not cfg.evaluation.predict_with_generate)
     if kwargs["report_to"] is None:
-        kwargs["report_to"] = "none"  # the loader reads `report_to: none` as null; HF would wrap None in a list
+        kwargs["report_to"] = "none"  # `report_to: null` means no integration; HF would wrap None in a list
     if cfg.finetuning.disable_shuffling:
         kwargs["train_sampling_strategy"] = "sequential"
     if cfg.finetuning.early_stopping_steps and kwargs["metric_for_best_model"] is None:

@@ -28,6 +28,7 @@ class EnvArgs:
     API_HOST: str = opt("127.0.0.1", "Address the API server binds (loopback unless you open it on purpose).")
     API_PORT: int = opt(8000, "Port of the API server.", ge=1, le=65535)
     API_KEY: str | None = opt(None, "Bearer key every API route but /health requires when set.")
+    API_CORS_ORIGINS: str | None = opt(None, "Comma list of origins allowed by CORS (none: CORS off).")
     API_MODEL_NAME: str = opt("gpt-3.5-turbo", "Model name the API reports.")
     API_VERBOSE: bool = opt(True, "Log each API request.")
     MAX_CONCURRENT: int = opt(8, "Requests the API serves at the same time.", ge=1)
