@@ -117,12 +117,19 @@ def collect(batch: Batch, encode: Callable[..., dict[str, Any] | str], columns: 
     ``columns`` maps each output column to the placeholder a dropped row gets (``[]`` for id lists). A row the
     template refuses (wrong role order, ...) is dropped as ``invalid``.
     """
-    out: Batch = {c: [] for c in (*columns, DROP, TRUNCATED)}
+    results: list[dict[str, Any] | str] = []
     for index, (prompt, response, system, tools) in enumerate(rows(batch)):
         try:
-            result = encode(prompt, response, system, tools, index)
+            results.append(encode(prompt, response, system, tools, index))
         except TemplateError:
-            result = INVALID
+            results.append(INVALID)
+    return gather(results, columns)
+
+
+def gather(results: list[dict[str, Any] | str], columns: dict[str, Any]) -> Batch:
+    """The output columns of per-row ``results`` (a dict of columns, or a drop reason; see :func:`collect`)."""
+    out: Batch = {c: [] for c in (*columns, DROP, TRUNCATED)}
+    for result in results:
         if isinstance(result, str):
             result = {DROP: result}
         for column, placeholder in columns.items():

@@ -11,9 +11,11 @@ are dropped). Cut turns keep their assistant header and end-of-turn (see ``seqle
 
 from __future__ import annotations
 
+from contextlib import suppress
 from functools import partial
 from typing import Any
 
+from ..templates.base import TemplateError
 from .common import (
     INVALID,
     NO_TRAINED,
@@ -23,8 +25,10 @@ from .common import (
     Context,
     collect,
     cut_source,
+    gather,
     has_trained_token,
     masked,
+    rows,
     valid_prompt,
 )
 from .seqlen import cut_response, fit_turn
@@ -34,7 +38,34 @@ Turn = tuple[int, list[int], list[int]]  # (turn index, prompt ids, response ids
 
 
 def process_batch(batch: Batch, ctx: Context) -> Batch:
-    """Batched ``datasets.map`` function for sft (see ``common.py`` for the bookkeeping columns)."""
+    """Batched ``datasets.map`` function for sft (see ``common.py`` for the bookkeeping columns).
+
+    All rows of the batch are rendered first and tokenized in one call (``encode_multiturn_batch``); budgeting and
+    masking then run per row. The rows are exactly those of :func:`process_rows` (one tokenizer call per row),
+    which a template without ``encode_multiturn_batch`` still gets.
+    """
+    encode_batch = getattr(ctx.template, "encode_multiturn_batch", None)
+    if encode_batch is None:
+        return process_rows(batch, ctx)
+    conversations, positions = [], []
+    results: list[dict | str] = []
+    for prompt, response, system, tools in rows(batch):
+        if not valid_prompt(prompt) or len(response) != 1:
+            results.append(INVALID)
+            continue
+        positions.append(len(results))
+        results.append(INVALID)  # replaced below
+        conversations.append((prompt + response, system, tools))
+    for position, (messages, _, _), pairs in zip(positions, conversations,
+                                                 encode_batch(ctx.tokenizer, conversations), strict=True):
+        if not isinstance(pairs, TemplateError):
+            with suppress(TemplateError):  # stays INVALID, as in ``collect``
+                results[position] = _finish(messages, pairs, ctx)
+    return gather(results, COLUMNS)
+
+
+def process_rows(batch: Batch, ctx: Context) -> Batch:
+    """:func:`process_batch` with one tokenizer call per row (the reference the batched path must equal)."""
     return collect(batch, partial(_encode, ctx=ctx), COLUMNS)
 
 
@@ -42,7 +73,11 @@ def _encode(prompt: list, response: list, system: str, tools: str, index: int, c
     if not valid_prompt(prompt) or len(response) != 1:
         return INVALID
     messages = prompt + response
-    pairs = ctx.template.encode_multiturn(ctx.tokenizer, messages, system, tools)
+    return _finish(messages, ctx.template.encode_multiturn(ctx.tokenizer, messages, system, tools), ctx)
+
+
+def _finish(messages: list, pairs: list[tuple[list[int], list[int]]], ctx: Context) -> dict | str:
+    """Budget and mask one conversation's ``(prompt, response)`` pairs into an output row (or a drop reason)."""
     contents = [messages[2 * i]["content"] for i in range(len(pairs))]
     turns, truncated = budget_turns(pairs, contents, ctx)
     if not turns:

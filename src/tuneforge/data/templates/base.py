@@ -25,7 +25,7 @@ from typing import Any
 
 from ..messages import ASSISTANT_ROLES, USER_ROLES, Message
 from .reasoning import last_query_index, reasoned_reply, think_block
-from .spans import encode_segments, encode_text
+from .spans import encode_segments_batch, encode_text
 from .tools import get_tool_format
 
 CONTENT, BOS, EOS, DATE = "{{content}}", "{{bos}}", "{{eos}}", "{{date}}"
@@ -121,13 +121,22 @@ class Template:
         straddles a boundary (a reply starting with "\\n" merging with the header's "\\n") goes to the side holding
         most of its characters, ties to the later side, so the concatenation stays exact.
         """
-        pieces = self.pieces_for(tokenizer, messages, system, tools)
-        cuts, total = [], 0
-        for piece in pieces:
-            total += len(piece)
-            cuts.append(total)
-        segments = encode_segments(tokenizer, "".join(pieces), cuts)
-        return list(zip(segments[0::2], segments[1::2], strict=True))
+        return _pairs_of(tokenizer, [self.pieces_for(tokenizer, messages, system, tools)])[0]
+
+    def encode_multiturn_batch(self, tokenizer: Any, conversations: list[tuple[list[Message], str | None, str | None]]
+                               ) -> list[list[Pair] | TemplateError]:
+        """``encode_multiturn`` of many ``(messages, system, tools)`` in one tokenizer call; the same pairs.
+
+        A conversation the template refuses gets its ``TemplateError`` in its place (the others are still encoded).
+        """
+        rendered: list[list[str] | TemplateError] = []
+        for messages, system, tools in conversations:
+            try:
+                rendered.append(self.pieces_for(tokenizer, messages, system, tools))
+            except TemplateError as error:
+                rendered.append(error)
+        encoded = iter(_pairs_of(tokenizer, [p for p in rendered if not isinstance(p, TemplateError)]))
+        return [p if isinstance(p, TemplateError) else next(encoded) for p in rendered]
 
     def encode_oneturn(self, tokenizer: Any, messages: list[Message], system: str | None = None,
                        tools: str | None = None) -> Pair:
@@ -250,3 +259,17 @@ class Template:
     def _slot_head(slot: str, specials: Specials) -> str:
         """The part of a slot before ``{{content}}``."""
         return specials.fill(slot.split(CONTENT)[0])
+
+
+def _pairs_of(tokenizer: Any, renderings: list[list[str]]) -> list[list[Pair]]:
+    """Pieces ``[prompt_0, reply_0, ...]`` of each conversation -> its pairs, all texts tokenized in one call."""
+    texts, cuts = [], []
+    for pieces in renderings:
+        ends, total = [], 0
+        for piece in pieces:
+            total += len(piece)
+            ends.append(total)
+        texts.append("".join(pieces))
+        cuts.append(ends)
+    return [list(zip(segments[0::2], segments[1::2], strict=True))
+            for segments in encode_segments_batch(tokenizer, texts, cuts)]
