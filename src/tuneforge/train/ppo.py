@@ -59,8 +59,8 @@ from .checkpoints import (
 from .plots import plot_keys, plot_loss
 from .ppo_loop import Policy, PPOSettings, PPOState, PromptStream, ReferenceFn, generation_config, ppo_step
 from .records import CONFIG_FILE, RunRecord, config_yaml, write_config
-from .rewards import RewardFn, build_reward, load_frozen_model, on_device
-from .workflow import Prepared, prepare
+from .rewards import RewardFn, build_reward, on_device
+from .workflow import Prepared, load_frozen_model, prepare
 
 logger = logging.getLogger(__name__)
 

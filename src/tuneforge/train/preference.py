@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
@@ -86,19 +86,16 @@ class Reference:
 
 def load_reference_model(cfg: Config, tokenizer: Any) -> nn.Module:
     """The frozen reference: ``ref_model`` (+ ``ref_model_adapters`` merged, ``ref_model_quantization_bit``), or,
-    without it, a second copy of ``model_name_or_path``. Loaded for inference (eval mode, no gradients) with the
-    run's tokenizer, so a vocabulary the tokenizer extended is extended in the reference too."""
-    from ..model import load_model
+    without it, a second copy of the run's model (its adapters merged). See :func:`workflow.load_frozen_model`."""
+    from .workflow import load_frozen_model
 
-    ft = cfg.finetuning
-    model_args = cfg.model
+    ft, model = cfg.finetuning, cfg.model
     if ft.ref_model:
-        model_args = replace(cfg.model, model_name_or_path=ft.ref_model, adapter_name_or_path=ft.ref_model_adapters,
-                             quantization_bit=ft.ref_model_quantization_bit)
-    # finetuning_type lora at inference merges the adapters and adds none (LLaMA-Factory's FinetuningArguments()).
-    ref_cfg = replace(cfg, model=model_args, finetuning=replace(ft, finetuning_type="lora"))
-    logger.info("reference model: %s", model_args.model_name_or_path)
-    return load_model(ref_cfg, tokenizer, is_trainable=False)
+        source = (ft.ref_model, ft.ref_model_adapters, ft.ref_model_quantization_bit)
+    else:
+        source = (model.model_name_or_path, model.adapter_name_or_path, model.quantization_bit)
+    logger.info("reference model: %s", source[0])
+    return load_frozen_model(cfg, tokenizer, *source)
 
 
 def build_reference(cfg: Config, model: nn.Module, tokenizer: Any, *, reference_free: bool = False) -> Reference:

@@ -23,7 +23,6 @@ import logging
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import replace
 from typing import Any
 
 import torch
@@ -193,17 +192,6 @@ def on_device(model: nn.Module, device: torch.device) -> nn.Module:
     from ..model.quantization import is_quantized
 
     return model if is_quantized(unwrap_causal_lm(model)) else model.to(device)
-
-
-def load_frozen_model(cfg: Any, tokenizer: Any, path: str, adapters: list[str] | None, quantization_bit: int | None
-                      ) -> nn.Module:
-    """``load_model`` of ``path`` for inference, ``adapters`` merged, optionally quantized (reference models)."""
-    from ..model import load_model
-
-    model_args = replace(cfg.model, model_name_or_path=path, adapter_name_or_path=list(adapters) if adapters else None,
-                         quantization_bit=quantization_bit)
-    frozen = replace(cfg, model=model_args, finetuning=replace(cfg.finetuning, finetuning_type="lora"))
-    return load_model(frozen, tokenizer, is_trainable=False)
 
 
 def build_reward(cfg: Any, tokenizer: Any, policy: Policy, reward: RewardFn | None = None) -> ScoreFn:

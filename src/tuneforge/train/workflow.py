@@ -58,6 +58,23 @@ def prepare(cfg: Config, *, stage_data: bool = True) -> Prepared:
     return Prepared(tokenizer, template, data, model)
 
 
+def load_frozen_model(cfg: Config, tokenizer: Any, path: str, adapters: list[str] | None,
+                      quantization_bit: int | None) -> Any:
+    """``path`` loaded for inference with ``adapters`` merged, optionally quantized (reference and reward models).
+
+    Loaded with the run's tokenizer, so a vocabulary the tokenizer extended is extended here too; finetuning_type
+    lora at inference merges the adapters and adds none.
+    """
+    from dataclasses import replace
+
+    from ..model import load_model
+
+    model_args = replace(cfg.model, model_name_or_path=path, adapter_name_or_path=list(adapters) if adapters else None,
+                         quantization_bit=quantization_bit)
+    frozen = replace(cfg, model=model_args, finetuning=replace(cfg.finetuning, finetuning_type="lora"))
+    return load_model(frozen, tokenizer, is_trainable=False)
+
+
 def attn_implementation(model: Any) -> str:
     config = getattr(model, "config", None)
     return str(getattr(config, "_attn_implementation", None) or "sdpa")
