@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from collections.abc import Callable
 
@@ -15,6 +16,12 @@ def resolve_args(args: argparse.Namespace) -> Resolution:
     """Resolve ``args.config`` plus ``args.overrides``; raises ConfigError for an unreadable file."""
     argv = ([args.config] if args.config else []) + list(args.overrides or [])
     return load(argv)
+
+
+def setup_logging(level: str) -> None:
+    """Log lines go to stderr (stdout carries only answers and results)."""
+    logging.basicConfig(level=getattr(logging, level, logging.INFO), stream=sys.stderr,
+                        format="[tuneforge] %(levelname)s %(message)s")
 
 
 def report_config_error(err: ConfigError) -> int:
@@ -39,10 +46,12 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from ..data.registry import RegistryError
     from ..data.templates.base import TemplateError
     from ..data.validate import DataError
+    from ..infer.errors import InferError
     from ..model.errors import ModelLoadError
     from ..train.checkpoints import OutputDirError, ResumeError
 
-    return ConfigError, DataError, RegistryError, TemplateError, ModelLoadError, OutputDirError, ResumeError
+    return (ConfigError, DataError, RegistryError, TemplateError, ModelLoadError, OutputDirError, ResumeError,
+            InferError)
 
 
 def _print_user_error(err: BaseException) -> None:

@@ -7,16 +7,10 @@ Exit codes: 0 done (also when stopped by SIGTERM/Ctrl-C after saving a checkpoin
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
 from ..config.report import render_diagnostics
-from .common import resolve_or_exit, run_guarded
-
-
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(level=getattr(logging, level, logging.INFO), stream=sys.stderr,
-                        format="[tuneforge] %(levelname)s %(message)s")
+from .common import resolve_or_exit, run_guarded, setup_logging
 
 
 def _nothing_to_do(cfg) -> bool:
@@ -39,7 +33,7 @@ def _run(args: argparse.Namespace) -> int:
 
     if should_relaunch(cfg.env):
         return relaunch(cfg.env, ["train", *([args.config] if args.config else []), *args.overrides])
-    _setup_logging(cfg.env.TUNEFORGE_VERBOSITY)
+    setup_logging(cfg.env.TUNEFORGE_VERBOSITY)
     from ..train.stages import stage_runner
 
     metrics = stage_runner(cfg.finetuning.stage)(cfg)

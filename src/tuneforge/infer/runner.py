@@ -3,24 +3,15 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Callable
 from typing import Any
 
-from .errors import InferError
-
-
-def setup_logging(level: str) -> None:
-    """Log lines go to stderr (stdout carries only answers / results)."""
-    logging.basicConfig(level=getattr(logging, level, logging.INFO), stream=sys.stderr,
-                        format="[tuneforge] %(levelname)s %(message)s")
-
 
 def run_command(args: argparse.Namespace, body: Callable[[Any, argparse.Namespace], int]) -> int:
     """Resolve ``args`` (exit 2 on config errors, warnings shown on stderr), set up logging, run ``body(cfg, args)``;
-    an :class:`InferError` or any user error of the project prints its message and returns 2."""
-    from ..commands.common import resolve_or_exit, run_guarded
+    an ``InferError`` or any other user error of the project prints its message and returns 2."""
+    from ..commands.common import resolve_or_exit, run_guarded, setup_logging
 
     def guarded(ns: argparse.Namespace) -> int:
         res = resolve_or_exit(ns)
@@ -32,10 +23,6 @@ def run_command(args: argparse.Namespace, body: Callable[[Any, argparse.Namespac
 
             render_diagnostics(warnings, sys.stderr, sys.stderr.isatty())
         setup_logging(res.config.env.TUNEFORGE_VERBOSITY)
-        try:
-            return body(res.config, ns)
-        except InferError as err:
-            sys.stderr.write(f"error: {err}\n")
-            return 2
+        return body(res.config, ns)
 
     return run_guarded(guarded, args)
