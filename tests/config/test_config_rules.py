@@ -141,6 +141,8 @@ CASES = {
     "pissa_keys_inactive": ({"pissa_iter": 4}, "notice", "pissa_iter", ["pissa_init"]),
     "hf_duplicates": ({"gradient_checkpointing": True}, "notice", "gradient_checkpointing",
                       ["disable_gradient_checkpointing"]),
+    "padding_free_inactive": ({"stage": "dpo", "padding_free": True}, "notice", "padding_free",
+                              ["only pt/sft"]),
     "neat_packing_forces_packing": ({"neat_packing": True, "packing": False}, "notice", "packing",
                                     ["neat_packing implies packing"]),
     "template_in_pretraining": ({"stage": "pt", "template": "qwen"}, "notice", "template", ["pretraining"]),

@@ -227,12 +227,42 @@ def _varlen_kwargs(seq_lens: list[int], length: int) -> dict[str, Any]:
     return {"cu_seq_lens_q": cu, "cu_seq_lens_k": cu.clone(), "max_length_q": longest, "max_length_k": longest}
 
 
-def build_collator(cfg: Any, tokenizer: Any, *, attn_implementation: str = "sdpa", for_generation: bool = False):
+@dataclass
+class PaddingFreeCollator:
+    """Unpacked sft/pt rows -> one unpadded stream, as if each row were a packed example of its own.
+
+    Equivalent to :class:`PaddingCollator` for a causal LM (same loss and gradients), without a single pad token:
+    each row keeps its own positions, and ``cu_seq_lens_q/k`` tell the attention kernel where rows start. The
+    first label of each row becomes -100 (unpadded, nothing predicts a row's first token either). Example::
+
+        [{"input_ids": [5, 6, 7], "labels": [-100, 6, 7]}, {"input_ids": [8, 9], "labels": [8, 9]}]
+        -> input_ids [[5, 6, 7, 8, 9]], labels [[-100, 6, 7, -100, 9]], position_ids [[0, 1, 2, 0, 1]],
+           cu_seq_lens_q = cu_seq_lens_k = tensor([0, 3, 5], dtype=int32), max_length_q = max_length_k = 3
+    """
+
+    pad_token_id: int
+
+    def __call__(self, features: list[Feature]) -> dict[str, Any]:
+        rows = [_as_packed_row(f) for f in features if len(f["input_ids"])]
+        return PackedCollator(self.pad_token_id, flash_kwargs=True)(rows)
+
+
+def _as_packed_row(feature: Feature) -> Feature:
+    n = len(feature["input_ids"])
+    labels = list(feature["labels"])
+    labels[0] = IGNORE_INDEX
+    return {"input_ids": feature["input_ids"], "labels": labels, "position_ids": list(range(n)), "seq_lens": [n]}
+
+
+def build_collator(cfg: Any, tokenizer: Any, *, attn_implementation: str = "sdpa", for_generation: bool = False,
+                   padding_free: bool = False):
     """The collator for the configured stage and data layout (``cfg.finetuning.stage``, ``cfg.data.packing``).
 
-    Packed rows under ``neat_packing`` are flattened into one padding-free row (flash-attention also gets the
-    varlen kwargs); plain packing keeps one padded row per packed row, since its examples see each other anyway.
-    The pad id is the tokenizer's, else its eos (labels are explicit, so padding never hides a trained eos).
+    Packed rows under ``neat_packing`` are flattened into one padding-free row with varlen kwargs for a kernel
+    that reads them (flash-attention, tuneforge's varlen attention); plain packing keeps one padded row per packed
+    row, since its examples see each other anyway. ``padding_free`` (see ``model.varlen.flattens_batches``)
+    flattens unpacked pt/sft batches the same way. The pad id is the tokenizer's, else its eos (labels are
+    explicit, so padding never hides a trained eos).
     """
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     stage = cfg.finetuning.stage
@@ -244,6 +274,6 @@ def build_collator(cfg: Any, tokenizer: Any, *, attn_implementation: str = "sdpa
         return PaddingCollator(pad_id, padding_side="left")
     if cfg.data.packing:
         neat = cfg.data.neat_packing
-        flash = neat and attn_implementation.startswith("flash_attention")
-        return PackedCollator(pad_id, neat_packing=neat, flatten=neat, flash_kwargs=flash)
-    return PaddingCollator(pad_id)
+        varlen = attn_implementation.startswith("flash_attention") or attn_implementation == "tuneforge_varlen"
+        return PackedCollator(pad_id, neat_packing=neat, flatten=neat, flash_kwargs=neat and varlen)
+    return PaddingFreeCollator(pad_id) if padding_free else PaddingCollator(pad_id)

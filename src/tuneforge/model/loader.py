@@ -17,6 +17,7 @@ import logging
 
 import torch
 
+from .compile import compile_decoder_layers
 from .freeze import apply_freeze, apply_full
 from .hub import explain_hub_errors, hub_kwargs, load_config, model_source
 from .kernels import apply_liger, attn_implementation, check_bitsandbytes, check_liger
@@ -27,6 +28,7 @@ from .rope import configure_rope
 from .tokenizer import num_added_tokens
 from .training import prepare_for_training, resize_embeddings
 from .unsloth import check_unsloth_config, load_unsloth_model, unsloth_adapter_builder
+from .varlen import training_attn_implementation
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +58,8 @@ def load_model(cfg, tokenizer, *, is_trainable: bool) -> torch.nn.Module:
     model = _apply_method(model, cfg, is_trainable=is_trainable, vocab_extended=vocab_extended,
                           use_unsloth=use_unsloth)
     _finish(model, cfg, is_trainable=is_trainable)
+    if is_trainable:
+        compile_decoder_layers(model, cfg)
     return model
 
 
@@ -76,6 +80,8 @@ def _instantiate(cfg, source: str, config, *, is_trainable: bool, use_unsloth: b
     if use_unsloth:
         return load_unsloth_model(cfg, source, dtype)
     attn = attn_implementation(cfg)
+    if is_trainable:
+        attn = training_attn_implementation(cfg, attn)
     attn_kwargs = {"attn_implementation": attn} if attn else {}
     if cfg.model.train_from_scratch:
         return _from_scratch(cfg, config, dtype, attn_kwargs)

@@ -52,9 +52,11 @@ logger = logging.getLogger(__name__)
 # step, on all ranks); when it is None, a per-micro-batch mean, which the trainer divides by the micro-batch count.
 LossFn = Callable[[nn.Module, dict[str, Any], "Tensor | int | None"], tuple[Tensor, dict[str, Any]]]
 
-# transformers keys we never pass: the model loader owns checkpointing, run_training owns resuming.
+# transformers keys we never pass: the model loader owns checkpointing and compilation (per decoder layer, see
+# model/compile.py), run_training owns resuming.
 _NOT_PASSED = ("gradient_checkpointing", "gradient_checkpointing_kwargs", "activation_checkpointing",
-               "activation_checkpointing_kwargs", "resume_from_checkpoint")
+               "activation_checkpointing_kwargs", "resume_from_checkpoint", "torch_compile", "torch_compile_backend",
+               "torch_compile_mode")
 
 
 def default_loss(chunk_size: int = 1024, use_liger: bool = False) -> LossFn:

@@ -38,6 +38,10 @@ class DataArgs:
     eval_on_each_dataset: bool = opt(False, "Report evaluation metrics per eval dataset.")
     packing: bool | None = opt(None, "Pack examples into cutoff_len rows; empty means on for pt only.")
     neat_packing: bool = opt(False, "Pack without attention between packed examples (sft; implies packing).")
+    padding_free: bool | None = opt(
+        None, "tuneforge: give attention one unpadded stream of variable-length sequences (pt/sft); empty means on "
+        "where a CUDA varlen kernel runs (sdpa/auto via torch's flash varlen, or fa2/fa3)."
+    )
     tool_format: str | None = opt(None, "Override the template's tool-call format.")
     default_system: str | None = opt(None, "Override the template's default system prompt.")
     enable_thinking: bool | None = opt(True, "Reasoning templates: add an empty think block (true), drop it (false).")

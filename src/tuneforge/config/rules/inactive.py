@@ -121,3 +121,18 @@ def template_in_pretraining(ctx: Ctx) -> Iterator[Finding]:
 def version_check_flag(ctx: Ctx) -> Iterator[Finding]:
     if ctx.cfg.env.DISABLE_VERSION_CHECK:
         yield "DISABLE_VERSION_CHECK", "no effect: tuneforge does not pin library versions"
+
+
+@rule("notice")
+def padding_free_inactive(ctx: Ctx) -> Iterator[Finding]:
+    """padding_free changes how pt/sft batches reach attention; elsewhere, or where it cannot apply, it is moot."""
+    if not ctx.is_set("padding_free") or not ctx.data.padding_free:
+        return
+    if ctx.stage not in ("pt", "sft"):
+        yield "padding_free", f"ignored in stage {ctx.stage}: only pt/sft batches are flattened"
+    elif ctx.data.neat_packing:
+        yield "padding_free", "no effect: neat_packing batches are always padding-free"
+    elif ctx.data.packing:
+        yield "padding_free", "ignored with packing (not neat): packed rows attend across examples, so they stay rows"
+    elif ctx.cfg.model.flash_attn == "disabled":
+        yield "padding_free", "ignored with flash_attn: disabled (eager attention has no varlen kernel); use sdpa"
