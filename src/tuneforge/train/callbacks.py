@@ -146,13 +146,14 @@ class RunMeter(TrainerCallback):
     * stage metrics: scalars a stage's loss returns, averaged over the micro-batches since the last log.
     * eval token accuracy: correct / trained tokens, summed over the whole evaluation (all ranks).
 
-    Device tensors accumulate without host syncs; they are folded once per optimizer step (tokens) or per log.
+    Device tensors accumulate without host syncs; they are folded when the trainer logs, saves, evaluates or stops.
     """
 
     def __init__(self, reduce_sum: ReduceFn = _no_reduce, pad_token_id: int | None = None) -> None:
         self.reduce_sum = reduce_sum
         self.pad_token_id = pad_token_id
         self._tokens: torch.Tensor | None = None
+        self._pending: torch.Tensor | None = None
         self._sums: dict[bool, dict[str, torch.Tensor]] = {True: {}, False: {}}
         self._counts: dict[bool, int] = {True: 0, False: 0}
         self._accuracy: torch.Tensor | None = None
@@ -188,10 +189,17 @@ class RunMeter(TrainerCallback):
         self.session_tokens_start = state.num_input_tokens_seen
 
     def on_step_end(self, args, state, control, **kwargs):
-        # Every rank reduces every step, even one that counted nothing, so the collective calls always pair up.
-        pending = torch.zeros((), dtype=torch.int64) if self._tokens is None else self._tokens
-        state.num_input_tokens_seen += int(self.reduce_sum(pending.to(args.device)).item())
-        self._tokens = None
+        # The token count stays on the device between logs, saves and evaluations: a host sync every step would
+        # stall the GPU at each step boundary. The control flags are the same on every rank, so the collective
+        # calls pair up. Run after the callbacks that request saves (SIGTERM) so that no save misses the count.
+        if self._tokens is not None:
+            self._pending = self._tokens if self._pending is None else self._pending + self._tokens
+            self._tokens = None
+        flush = control.should_log or control.should_save or control.should_evaluate or control.should_training_stop
+        if flush or state.global_step >= state.max_steps:
+            pending = torch.zeros((), dtype=torch.int64) if self._pending is None else self._pending
+            state.num_input_tokens_seen += int(self.reduce_sum(pending.to(args.device)).item())
+            self._pending = None
 
     def tokens_per_second(self, state: Any) -> float:
         elapsed = max(time.time() - self.session_start, 1e-9)

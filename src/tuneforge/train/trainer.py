@@ -154,7 +154,7 @@ class TuneforgeTrainer(Seq2SeqTrainer):
         self.meter = RunMeter(self._sum_over_processes, pad_id)
         self.guard = NonFiniteGuard(self._sum_over_processes)
         self.checkpointing = CheckpointCallback()
-        for callback in (self.meter, self.guard, self.checkpointing, TrainerLogWriter(record_vram)):
+        for callback in (self.guard, self.checkpointing, self.meter, TrainerLogWriter(record_vram)):
             self.add_callback(callback)
         if not self.args.disable_tqdm and self.pop_callback(ProgressCallback) is not None:
             self.add_callback(TokenProgressBar())
