@@ -122,8 +122,14 @@ def _liger_sum(hidden: Tensor, head: nn.Linear, labels: Tensor, ignore_index: in
             "install it with `pip install 'tuneforge[liger]'` or set enable_liger_kernel: false"
         ) from err
     loss_fn = LigerFusedLinearCrossEntropyLoss(ignore_index=ignore_index, reduction="sum")
-    total = loss_fn(head.weight, hidden.reshape(-1, hidden.shape[-1]), labels.reshape(-1), head.bias)
-    return total.float(), (labels != ignore_index).sum()
+    labels = labels.reshape(-1)
+    index = trained_index(labels, ignore_index)  # prompt and padding rows never reach the head (as in the chunks)
+    rows = hidden.reshape(-1, hidden.shape[-1]).index_select(0, index)
+    if index.numel() == 0:  # nothing trained: a zero that stays attached to the graph, as the chunked path gives
+        zero = (rows.float().sum() + head.weight.float().sum()) * 0.0
+        return zero, torch.zeros((), dtype=torch.long, device=rows.device)
+    total = loss_fn(head.weight, rows, labels.index_select(0, index), head.bias)
+    return total.float(), torch.tensor(index.numel(), device=hidden.device)
 
 
 def causal_lm_loss(
