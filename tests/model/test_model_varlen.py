@@ -107,3 +107,17 @@ def test_build_collator_padding_free():
     assert isinstance(build_collator(_cfg(), tok, padding_free=True), PaddingFreeCollator)
     neat = build_collator(_cfg(packing=True, neat=True), tok, attn_implementation=VARLEN)
     assert neat.flatten and neat.flash_kwargs
+
+
+def test_varlen_attention_under_autocast_casts_like_sdpa():
+    """Full fine-tuning keeps fp32 weights: RoPE then hands fp32 q/k to attention, which must cast as SDPA does."""
+    torch.manual_seed(1)
+    q = torch.randn(1, 4, 9, 16)
+    k, v = torch.randn(2, 1, 4, 9, 16).unbind(0)
+    cu = torch.tensor([0, 4, 9], dtype=torch.int32)
+    module = NS(is_causal=True, training=False, num_key_value_groups=1)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out, _ = varlen_attention_forward(module, q, k, v, None, cu_seq_lens_q=cu, max_length_q=5)
+        ref = F.scaled_dot_product_attention(q[:, :, :4], k[:, :, :4], v[:, :, :4], is_causal=True)
+    assert out.dtype == ref.dtype == torch.bfloat16
+    torch.testing.assert_close(out[0, :4], ref[0].transpose(0, 1))

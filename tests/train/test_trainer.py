@@ -117,3 +117,20 @@ def test_loraplus_gives_lora_b_a_higher_learning_rate(tmp_path, tokenizer):
     trainer.train()  # the scheduler keeps the ratio: both groups follow the same schedule
     rates = {group["name"]: group["lr"] for group in trainer.optimizer.param_groups}
     assert rates["lora_b"] == pytest.approx(16 * rates["lora_a"])
+
+
+def test_loss_runs_under_mixed_precision(tmp_path, tokenizer):
+    """With bf16 the output head's matmul is bf16 even for fp32 (full fine-tuning) weights, as in model.forward."""
+    seen = []
+
+    def loss_fn(model, batch, num_items_in_batch):
+        from tuneforge.losses.ce import causal_lm_loss
+
+        seen.append((torch.is_autocast_enabled("cpu"), model.get_output_embeddings()(torch.ones(1, 64)).dtype))
+        return causal_lm_loss(model, batch, num_items_in_batch=num_items_in_batch)
+
+    cfg = make_cfg(tmp_path / "out", bf16=True, max_steps=1)
+    trainer = build_trainer(cfg, build_tiny_model(seed=0), tokenizer, random_rows(4), None, IdCollator(),
+                            compute_loss=loss_fn)
+    trainer.train()
+    assert seen == [(True, torch.bfloat16)] * len(seen) and seen

@@ -25,6 +25,12 @@ def decoder_layers(model: torch.nn.Module) -> torch.nn.ModuleList | None:
     return layers if isinstance(layers, torch.nn.ModuleList) else None
 
 
+def compile_requested(cfg) -> bool:
+    """``torch_compile``, or a ``torch_compile_backend``/``torch_compile_mode``, which turn it on (as in HF)."""
+    tr = cfg.training
+    return bool(tr.torch_compile or tr.torch_compile_backend or tr.torch_compile_mode)
+
+
 def compile_decoder_layers(model: torch.nn.Module, cfg) -> int:
     """``layer.compile(backend=torch_compile_backend, mode=torch_compile_mode)`` for every decoder layer.
 
@@ -32,7 +38,7 @@ def compile_decoder_layers(model: torch.nn.Module, cfg) -> int:
     compilation itself happens lazily, on the first training step.
     """
     tr = cfg.training
-    if not (tr.torch_compile or tr.torch_compile_backend or tr.torch_compile_mode):  # either one turns it on (HF)
+    if not compile_requested(cfg):
         return 0
     layers = decoder_layers(model)
     if layers is None:

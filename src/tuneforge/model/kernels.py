@@ -78,8 +78,16 @@ def apply_liger(cfg, model_type: str) -> None:
 
     Liger patches the modeling module for the whole process (its own design, not ours). Stages other than pt/sft
     need the logits, so the fused linear cross-entropy (which never materialises them) is turned off there.
+    With ``torch_compile`` nothing is patched: inductor fuses the norms, RoPE and SwiGLU itself (Liger's Triton
+    functions would split its graphs), and our loss still uses Liger's fused linear cross-entropy.
     """
     check_liger(cfg)
+    from .compile import compile_requested
+
+    if compile_requested(cfg):
+        logger.info("enable_liger_kernel with torch_compile: Liger's fused linear cross-entropy only (the compiled "
+                    "layers fuse norms, RoPE and SwiGLU)")
+        return
     liger = importlib.import_module("liger_kernel.transformers")
     patch = getattr(liger, f"apply_liger_kernel_to_{model_type}", None)
     if patch is None:

@@ -93,13 +93,23 @@ def varlen_attention_forward(
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                                       is_causal=is_causal, **kwargs)
     scale = query.shape[-1] ** -0.5 if scaling is None else scaling
-    q, k, v = (t[0].transpose(0, 1) for t in (query, key, value))  # [N, heads, D]
-    kernel = cuda_varlen_kernel() if q.is_cuda and dropout == 0.0 else None
+    q, k, v = _autocast((t[0].transpose(0, 1) for t in (query, key, value)), query.device.type)  # [N, heads, D]
+    fused_dtype = q.dtype in (torch.float16, torch.bfloat16)
+    kernel = cuda_varlen_kernel() if q.is_cuda and dropout == 0.0 and fused_dtype else None
     if kernel is not None:
         out = _fused(kernel, q, k, v, cu_seqlens.to(torch.int32), int(kwargs["max_length_q"]), scale)
     else:
         out = _per_sequence(q, k, v, cu_seqlens, scale, dropout if module.training else 0.0)
     return out.unsqueeze(0), None
+
+
+def _autocast(tensors, device_type: str) -> list[Tensor]:
+    """Cast to the autocast dtype when autocast is on, as SDPA is (RoPE in fp32 hands attention fp32 q and k)."""
+    tensors = list(tensors)
+    if not torch.is_autocast_enabled(device_type):
+        return tensors
+    dtype = torch.get_autocast_dtype(device_type)
+    return [t.to(dtype) for t in tensors]
 
 
 def _fused(kernel: Callable[..., Tensor], q: Tensor, k: Tensor, v: Tensor, cu: Tensor, max_len: int,

@@ -174,11 +174,14 @@ class TuneforgeTrainer(Seq2SeqTrainer):
         training = model.training
         if training:
             self.meter.add_batch(inputs)
-        if not training and self.compute_accuracy and self.uses_default_loss:
-            loss, stats = loss_with_accuracy(model, inputs, num_items_in_batch, chunk_size=self.chunk_size)
-            self.meter.add_accuracy(stats["num_correct"], stats["num_tokens"])
-        else:
-            loss, stats = self.loss_fn(model, inputs, num_items_in_batch)
+        # The whole loss under mixed precision, not only model.forward (which accelerate wraps): with fp32 master
+        # weights (full fine-tuning) the output head would otherwise run its [tokens × vocab] matmuls in fp32.
+        with self.accelerator.autocast():
+            if not training and self.compute_accuracy and self.uses_default_loss:
+                loss, stats = loss_with_accuracy(model, inputs, num_items_in_batch, chunk_size=self.chunk_size)
+                self.meter.add_accuracy(stats["num_correct"], stats["num_tokens"])
+            else:
+                loss, stats = self.loss_fn(model, inputs, num_items_in_batch)
         if training:
             self.guard.observe_loss(loss)
         if not self.uses_default_loss:
