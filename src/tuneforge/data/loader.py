@@ -38,6 +38,7 @@ from .messages import COLUMNS, SOURCE
 from .mixing import merge_datasets, split_dataset, stream
 from .registry import Columns, DatasetAttr, RegistryError, Tags, get_dataset_attr
 from .validate import BadRow, DataError, DataReport, DatasetStats, RowProblem, check_stats
+from .workers import map_workers
 
 LOGGER = logging.getLogger(__name__)
 AnyDataset = Dataset | IterableDataset
@@ -213,8 +214,7 @@ def _features_with_error():
 
 
 def _map_table(table: Dataset, aligner: BatchAligner, cfg: Config, stats: DatasetStats) -> Dataset:
-    workers = cfg.data.preprocessing_num_workers
-    workers = workers if workers and len(table) >= 1000 * workers else None  # processes cost more on small files
+    workers = map_workers(cfg.data.preprocessing_num_workers, len(table), rows_per_worker=5000)  # checks are cheap
     mapped = table.map(aligner, batched=True, with_indices=True, remove_columns=table.column_names,
                        features=_features_with_error(), num_proc=workers,
                        load_from_cache_file=not cfg.data.overwrite_cache, desc=f"Checking {stats.name}")

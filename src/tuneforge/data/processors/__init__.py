@@ -18,6 +18,7 @@ from datasets import Dataset
 
 from ..packing import pack_examples, pack_stream
 from ..validate import DataError
+from ..workers import map_workers
 from . import feedback, pairwise, pretrain, supervised, unsupervised
 from .common import DROP, TRUNCATED, Context, StageProcessor, probe_guard
 from .seqlen import Guard, infer_seqlen
@@ -89,7 +90,8 @@ def process(dataset: Dataset, cfg: Any, tokenizer: Any, template: Any, *, key: s
     ctx = build_context(cfg, tokenizer, template, key)
     processor = PROCESSORS[key]
     mapped = dataset.map(partial(processor.process_batch, ctx=ctx), batched=True, features=processor.features(),
-                         batch_size=cfg.data.preprocessing_batch_size, num_proc=cfg.data.preprocessing_num_workers,
+                         batch_size=cfg.data.preprocessing_batch_size,
+                         num_proc=map_workers(cfg.data.preprocessing_num_workers, len(dataset)),
                          remove_columns=dataset.column_names, desc=f"Tokenizing ({key})")
     stats = stats if stats is not None else ProcessStats(stage=key)
     kept = _drop_and_count(mapped, stats)
