@@ -119,6 +119,35 @@ def compare(name: str, model, batch: dict, n_items: int, use_liger: bool, ref: t
     return row | {"_ref": (loss, grads)}
 
 
+def profile(name: str, model, batch: dict, n_items: int, use_liger: bool, steps: int = 2) -> None:
+    """Print where two fwd+bwd steps spend GPU time: busy time vs wall, and the top kernels (CUDA only)."""
+    if DEVICE != "cuda":
+        return
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    try:
+        _profile(name, model, batch, n_items, use_liger, steps, torch_profile, ProfilerActivity)
+    except Exception as err:  # a profiler problem must not lose the comparison rows
+        print(f"profile {name} failed: {type(err).__name__}: {err}", flush=True)
+
+
+def _profile(name, model, batch, n_items, use_liger, steps, torch_profile, ProfilerActivity) -> None:
+    sync()
+    start = time.perf_counter()
+    with torch_profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        for _ in range(steps):
+            step(model, batch, n_items, use_liger)
+        sync()
+    wall = (time.perf_counter() - start) / steps
+    events = prof.key_averages()
+    busy = sum(e.self_device_time_total for e in events) / steps / 1e6
+    kernels = sum(e.count for e in events if e.self_device_time_total > 0) / steps
+    print(f"profile {name}: wall {wall * 1e3:.0f} ms/step (profiled), GPU busy {busy * 1e3:.0f} ms/step "
+          f"({busy / wall:.0%}), {kernels:.0f} device ops/step", flush=True)
+    print(events.table(sort_by="self_device_time_total", row_limit=18, max_name_column_width=60), flush=True)
+
+
 def run(args) -> list[dict]:
     from tuneforge.data.collator import PaddingCollator, PaddingFreeCollator
     from tuneforge.model.compile import decoder_layers
@@ -135,12 +164,15 @@ def run(args) -> list[dict]:
     ref = out[0]["_ref"]
     model.set_attn_implementation(register())
     out.append(compare("varlen", model, flat, n_items, False, ref, tokens))
+    profile("varlen", model, flat, n_items, False)
     if args.tiny:  # CPU: no Triton, so neither Liger nor inductor
         return out
     out.append(compare("varlen+flce", model, flat, n_items, True, ref, tokens))
     for layer in decoder_layers(model):
         layer.compile()
     out.append(compare("varlen+compile", model, flat, n_items, False, ref, tokens))
+    out.append(compare("varlen+compile+flce", model, flat, n_items, True, ref, tokens))
+    profile("varlen+compile+flce", model, flat, n_items, True)
     del model
     torch.cuda.empty_cache()
     from liger_kernel.transformers import apply_liger_kernel_to_qwen2

@@ -28,7 +28,7 @@ def merge(jobs: list[Path], out: Path) -> str:
         rows += [{"gpu": gpu, **row} for row in data["rows"]]
         fastpath += [{"gpu": gpu, **row} for row in json.loads(_read(job / "fastpath.json") or "[]")]
         logs["children.log"].append(f"===== GPU {gpu}\n{_read(job / 'children.log')}")
-        logs["jobs.log"].append(f"===== GPU {gpu} fastpath\n{_read(job / 'fastpath.log')[-6000:]}\n"
+        logs["jobs.log"].append(f"===== GPU {gpu} fastpath\n{_read(job / 'fastpath.log')[-20000:]}\n"
                                 f"===== GPU {gpu} job\n{_read(job / 'job.log')[-12000:]}")
     text = "\n\n".join(tables) + "\n"
     (out / "bench_table.md").write_text(text)

@@ -11,6 +11,7 @@ loss and trainer, then :func:`train_and_evaluate`. Example::
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,13 +49,16 @@ def prepare(cfg: Config, *, stage_data: bool = True) -> Prepared:
     from ..model import load_model, load_tokenizer, trainable_summary
 
     set_seed(cfg.training.seed)  # before the model: LoRA/from-scratch init must be reproducible
+    start = time.perf_counter()
     tokenizer = load_tokenizer(cfg)
     template = load_template(cfg, tokenizer)
     data = build_datasets(cfg, tokenizer, template) if stage_data else DatasetBundle(None, None)
     for line in data.summary:
         logger.info(line)
+    loaded = time.perf_counter()
     model = load_model(cfg, tokenizer, is_trainable=cfg.training.do_train)
     trainable_summary(model)
+    logger.info("start-up: tokenizer and data %.1f s, model %.1f s", loaded - start, time.perf_counter() - loaded)
     return Prepared(tokenizer, template, data, model)
 
 
