@@ -5,7 +5,8 @@
 #
 #   bash bench/gpu_parallel.sh "fastpath+D:30:10 C:20:5 A:20:5 E:20:5" [extra args of bench/scenarios.py]
 #
-# Job i (0-based) runs on GPU i. A job is SCENARIOS[:STEPS:WARMUP]; a "fastpath+" prefix first runs
+# Job i (0-based) runs on GPU i. A job is SCENARIOS[:STEPS[:WARMUP[:TF_VARIANTS[:FRAMEWORKS]]]] (variants and
+# frameworks comma-separated, as bench/scenarios.py takes them); a "fastpath+" prefix first runs
 # bench/fastpath_check.py on that card. Set-up (wheels, tokenizer, versions) is bench/gpu_driver.sh's.
 # $OUT gets bench_table.md, bench_rows.json, children.log, jobs.log and fastpath.json (bench/merge_results.py).
 set -uo pipefail
@@ -27,10 +28,10 @@ run_job() {  # run_job INDEX SPEC [extra args]
     spec=${spec#fastpath+}
     PYTHONPATH=$TF_PATH python3 bench/fastpath_check.py --qwen-dir .gpu/qwen --out "$work" >"$work/fastpath.log" 2>&1
   fi
-  IFS=: read -r scen steps warmup <<<"$spec"
+  IFS=: read -r scen steps warmup variants frameworks <<<"$spec"
   PYTHONPATH=/tmp/site_common python3 bench/scenarios.py --scenarios "$scen" --qwen-dir .gpu/qwen --out "$work" \
-    --budget $((BUDGET - (SECONDS - start))) ${steps:+--steps $steps} ${warmup:+--warmup $warmup} "$@" \
-    >"$work/job.log" 2>&1
+    --budget $((BUDGET - (SECONDS - start))) ${steps:+--steps $steps} ${warmup:+--warmup $warmup} \
+    ${variants:+--tf-variants $variants} ${frameworks:+--frameworks $frameworks} "$@" >"$work/job.log" 2>&1
 }
 
 rm -rf /tmp/bench_job_*
