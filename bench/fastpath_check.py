@@ -1,9 +1,12 @@
 """GPU check of tuneforge's fast paths: same loss and gradients as the plain path, and what each one saves.
 
 On one batch of variable-length rows (a random-weight model from a real config, LoRA r16 on every linear layer,
-activation checkpointing, bf16), it computes ``causal_lm_loss`` and the LoRA gradients for:
+activation checkpointing, bf16 weights, fp32 adapters, bf16 autocast as in the trainer), it computes
+``causal_lm_loss`` and the LoRA gradients for:
 
-* ``padded``: right-padded batch, transformers' SDPA, chunked cross-entropy (the reference);
+* ``padded``: right-padded batch, transformers' SDPA, chunked cross-entropy, PEFT casting each adapter's input to
+  its fp32 weights (the reference);
+* ``padded+nocast``: the same without that cast (autocast casts back to bf16 anyway), as tuneforge trains;
 * ``varlen``: the same rows as one unpadded stream through ``tuneforge_varlen`` (torch's flash varlen kernel);
 * ``varlen+flce``: plus Liger's fused linear cross-entropy on the trained rows;
 * ``varlen+liger``: plus Liger's RMSNorm/RoPE/SwiGLU kernels on the model;
@@ -27,6 +30,7 @@ from pathlib import Path
 import torch
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+CAST_OFF = [False]  # PEFT's input cast to the fp32 adapter weights: on for the reference, off for tuneforge's paths
 TINY = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
         "num_key_value_heads": 2}  # --tiny: a CPU smoke run of this script
 
@@ -78,25 +82,30 @@ def peak_gib() -> float:
     return round(torch.cuda.max_memory_allocated() / 2**30, 2) if DEVICE == "cuda" else 0.0
 
 
-def step(model, batch: dict, n_items: int, use_liger: bool) -> tuple[float, dict]:
+def forward_backward(model, batch: dict, n_items: int, use_liger: bool):
+    """One fwd+bwd as the trainer runs it: bf16 autocast; PEFT's fp32 input cast off except for ``padded``."""
+    from peft.helpers import disable_input_dtype_casting
+
     from tuneforge.losses.ce import causal_lm_loss
 
     model.zero_grad(set_to_none=True)
-    loss, _ = causal_lm_loss(model, batch, num_items_in_batch=n_items, use_liger=use_liger)
+    with torch.autocast(DEVICE, dtype=torch.bfloat16), disable_input_dtype_casting(model, active=CAST_OFF[0]):
+        loss, _ = causal_lm_loss(model, batch, num_items_in_batch=n_items, use_liger=use_liger)
     loss.backward()
+    return loss
+
+
+def step(model, batch: dict, n_items: int, use_liger: bool) -> tuple[float, dict]:
+    loss = forward_backward(model, batch, n_items, use_liger)
     return loss.item(), {n: p.grad.detach().float().clone() for n, p in model.named_parameters() if p.grad is not None}
 
 
 def timed(model, batch: dict, n_items: int, use_liger: bool) -> float:
-    from tuneforge.losses.ce import causal_lm_loss
-
     times = []
     for i in range(8):
         sync()
         start = time.perf_counter()
-        model.zero_grad(set_to_none=True)
-        loss, _ = causal_lm_loss(model, batch, num_items_in_batch=n_items, use_liger=use_liger)
-        loss.backward()
+        forward_backward(model, batch, n_items, use_liger)
         sync()
         if i >= 3:
             times.append(time.perf_counter() - start)
@@ -162,6 +171,8 @@ def run(args) -> list[dict]:
     print(f"{len(data)} rows, {tokens} real tokens, padded to {padded['input_ids'].numel()}", flush=True)
     out = [compare("padded", model, padded, n_items, False, None, tokens)]
     ref = out[0]["_ref"]
+    CAST_OFF[0] = True  # from here on as tuneforge's trainer runs (see TuneforgeTrainer._adapters_in_compute_dtype)
+    out.append(compare("padded+nocast", model, padded, n_items, False, ref, tokens))
     model.set_attn_implementation(register())
     out.append(compare("varlen", model, flat, n_items, False, ref, tokens))
     profile("varlen", model, flat, n_items, False)

@@ -134,3 +134,35 @@ def test_loss_runs_under_mixed_precision(tmp_path, tokenizer):
                             compute_loss=loss_fn)
     trainer.train()
     assert seen == [(True, torch.bfloat16)] * len(seen) and seen
+
+
+def _lora_tiny():
+    from peft import LoraConfig, get_peft_model
+
+    return get_peft_model(build_tiny_model(seed=0), LoraConfig(r=4, target_modules=["q_proj", "v_proj"]))
+
+
+def test_adapters_skip_the_fp32_input_cast_under_autocast(tmp_path, tokenizer):
+    """Under bf16 autocast PEFT's input cast is off during the loss (and back on after); the loss is unchanged."""
+    from peft.helpers import disable_input_dtype_casting
+
+    from tuneforge.losses.ce import causal_lm_loss
+
+    flags = []
+
+    def loss_fn(model, batch, num_items_in_batch):
+        flags.append({m.cast_input_dtype_enabled for m in model.modules() if hasattr(m, "cast_input_dtype_enabled")})
+        return causal_lm_loss(model, batch, num_items_in_batch=num_items_in_batch)
+
+    model = _lora_tiny()
+    trainer = build_trainer(make_cfg(tmp_path / "out", bf16=True, max_steps=1), model, tokenizer, random_rows(4),
+                            None, IdCollator(), compute_loss=loss_fn)
+    trainer.train()
+    assert flags and all(f == {False} for f in flags)
+    assert {m.cast_input_dtype_enabled for m in model.modules() if hasattr(m, "cast_input_dtype_enabled")} == {True}
+    batch = IdCollator()(random_rows(4))
+    with torch.autocast("cpu", dtype=torch.bfloat16), torch.no_grad():
+        cast, _ = causal_lm_loss(model, batch, num_items_in_batch=None)
+        with disable_input_dtype_casting(model):
+            uncast, _ = causal_lm_loss(model, batch, num_items_in_batch=None)
+    assert torch.equal(cast, uncast)

@@ -179,3 +179,39 @@ def causal_lm_loss(
         loss = loss + out.aux_loss.to(loss.device)
         stats["aux_loss"] = out.aux_loss.detach()
     return loss, stats
+
+
+def causal_lm_loss_with_accuracy(
+    model: nn.Module, batch: Mapping[str, Any], num_items_in_batch: Tensor | int | None, *, chunk_size: int = 1024
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """Evaluation-only twin of ``causal_lm_loss`` that also counts argmax hits, from the same chunked logits.
+
+    One forward pass; each chunk of trained positions is projected once and gives both its summed cross-entropy
+    and how many argmax predictions equal the label, so full-vocabulary logits never exist and nothing is kept
+    for a later metric pass. Meant for ``torch.no_grad`` (evaluation); use ``causal_lm_loss`` for training.
+
+    Returns:
+        ``(loss, {"num_correct": float scalar, "num_tokens": long scalar})``, loss normalised as in
+        ``causal_lm_loss``.
+    """
+    labels = batch["shift_labels"] if "shift_labels" in batch else shift_labels(batch["labels"], IGNORE_INDEX)
+    out = forward_hidden(model, batch)
+    hidden = out.hidden.reshape(-1, out.hidden.shape[-1])
+    labels = labels.reshape(-1).to(hidden.device)
+    index = trained_index(labels, IGNORE_INDEX)
+
+    def chunk_stats(h: Tensor, idx: Tensor) -> Tensor:
+        logits = out.head(h.index_select(0, idx)).float()  # [n, V] fp32, this chunk only
+        if out.transform is not None:
+            logits = out.transform(logits)
+        target = labels.index_select(0, idx)
+        hits = (logits.argmax(-1) == target).sum().float()
+        return torch.stack([F.cross_entropy(logits, target, reduction="sum"), hits])
+
+    total, correct = torch.stack(map_trained_chunks(chunk_stats, hidden, index, chunk_size)).sum(0)
+    count = torch.tensor(index.numel(), device=hidden.device)
+    denom = count.clamp(min=1) if num_items_in_batch is None else num_items_in_batch
+    loss = total / (denom.to(total.device) if torch.is_tensor(denom) else denom)
+    if out.aux_loss is not None:
+        loss = loss + out.aux_loss.to(loss.device)
+    return loss, {"num_correct": correct, "num_tokens": count}
