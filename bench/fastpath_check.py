@@ -89,9 +89,10 @@ def forward_backward(model, batch: dict, n_items: int, use_liger: bool):
     from tuneforge.losses.ce import causal_lm_loss
 
     model.zero_grad(set_to_none=True)
-    with torch.autocast(DEVICE, dtype=torch.bfloat16), disable_input_dtype_casting(model, active=CAST_OFF[0]):
-        loss, _ = causal_lm_loss(model, batch, num_items_in_batch=n_items, use_liger=use_liger)
-    loss.backward()
+    with disable_input_dtype_casting(model, active=CAST_OFF[0]):  # backward too: checkpoints recompute inside it
+        with torch.autocast(DEVICE, dtype=torch.bfloat16):
+            loss, _ = causal_lm_loss(model, batch, num_items_in_batch=n_items, use_liger=use_liger)
+        loss.backward()
     return loss
 
 

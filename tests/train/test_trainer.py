@@ -155,10 +155,21 @@ def test_adapters_skip_the_fp32_input_cast_under_autocast(tmp_path, tokenizer):
         return causal_lm_loss(model, batch, num_items_in_batch=num_items_in_batch)
 
     model = _lora_tiny()
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    model.enable_input_require_grads()
+    calls = []  # the flag at every adapter call: the forward, and its recomputation inside backward
+
+    def record(module, args, output):
+        calls.append((torch.is_grad_enabled(), module.cast_input_dtype_enabled))
+
+    handles = [m.register_forward_hook(record) for m in model.modules() if hasattr(m, "cast_input_dtype_enabled")]
     trainer = build_trainer(make_cfg(tmp_path / "out", bf16=True, max_steps=1), model, tokenizer, random_rows(4),
                             None, IdCollator(), compute_loss=loss_fn)
     trainer.train()
+    for handle in handles:
+        handle.remove()
     assert flags and all(f == {False} for f in flags)
+    assert len(calls) == 2 * len(handles) * len(flags) and {flag for _, flag in calls} == {False}, calls
     assert {m.cast_input_dtype_enabled for m in model.modules() if hasattr(m, "cast_input_dtype_enabled")} == {True}
     batch = IdCollator()(random_rows(4))
     with torch.autocast("cpu", dtype=torch.bfloat16), torch.no_grad():

@@ -32,6 +32,9 @@ from torch import Tensor
 
 VARLEN = "tuneforge_varlen"
 logger = logging.getLogger(__name__)
+# The fused kernel and its parameter names, looked up once by register(): the attention function reads plain
+# values, which torch.compile traces without graph breaks (it would trace into functools caches and inspect).
+_FUSED: dict[str, Any] = {}
 
 
 def register() -> str:
@@ -41,6 +44,8 @@ def register() -> str:
 
     AttentionInterface.register(VARLEN, varlen_attention_forward)
     AttentionMaskInterface.register(VARLEN, _mask_for_varlen)
+    kernel = cuda_varlen_kernel()
+    _FUSED.update(kernel=kernel, params=_kernel_params(kernel) if kernel is not None else frozenset())
     return VARLEN
 
 
@@ -95,7 +100,8 @@ def varlen_attention_forward(
     scale = query.shape[-1] ** -0.5 if scaling is None else scaling
     q, k, v = _autocast((t[0].transpose(0, 1) for t in (query, key, value)), query.device.type)  # [N, heads, D]
     fused_dtype = q.dtype in (torch.float16, torch.bfloat16)
-    kernel = cuda_varlen_kernel() if q.is_cuda and dropout == 0.0 and fused_dtype else None
+    kernel = _FUSED["kernel"] if "kernel" in _FUSED else cuda_varlen_kernel()
+    kernel = kernel if q.is_cuda and dropout == 0.0 and fused_dtype else None
     if kernel is not None:
         out = _fused(kernel, q, k, v, cu_seqlens.to(torch.int32), int(kwargs["max_length_q"]), scale)
     else:
@@ -115,7 +121,7 @@ def _autocast(tensors, device_type: str) -> list[Tensor]:
 def _fused(kernel: Callable[..., Tensor], q: Tensor, k: Tensor, v: Tensor, cu: Tensor, max_len: int,
            scale: float) -> Tensor:
     """One call of torch's varlen flash kernel; adapts to its signature (torch 2.10/2.11 vs later releases)."""
-    params = _kernel_params(kernel)
+    params = _FUSED["params"] if _FUSED.get("kernel") is kernel else _kernel_params(kernel)
     kwargs: dict[str, Any] = {}
     if "enable_gqa" in params:
         kwargs["enable_gqa"] = True

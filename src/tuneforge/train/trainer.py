@@ -20,7 +20,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import torch
 from torch import Tensor, nn
 from transformers import (
     EarlyStoppingCallback,
@@ -138,7 +137,7 @@ class TuneforgeTrainer(Seq2SeqTrainer):
             self.meter.add_batch(inputs)
         # The whole loss under mixed precision, not only model.forward (which accelerate wraps): with fp32 master
         # weights (full fine-tuning) the output head would otherwise run its [tokens × vocab] matmuls in fp32.
-        with self.accelerator.autocast(), self._adapters_in_compute_dtype(model):
+        with self.accelerator.autocast(), self._adapters_in_compute_dtype(model, training):
             if not training and self.compute_accuracy and self.uses_default_loss:
                 loss, stats = causal_lm_loss_with_accuracy(model, inputs, num_items_in_batch,
                                                            chunk_size=self.chunk_size)
@@ -153,13 +152,20 @@ class TuneforgeTrainer(Seq2SeqTrainer):
         # Never logits: prediction_loss_only is on, so evaluation keeps no [B, T, V] tensors.
         return (loss, {}) if return_outputs else loss
 
+    def training_step(self, model: nn.Module, inputs: dict[str, Any], *args: Any, **kwargs: Any) -> Tensor:
+        # Forward and backward both: checkpointed layers run their forward again inside backward, and must run
+        # the same code (a compiled layer would otherwise recompute other tensors than it saved).
+        with self._adapters_in_compute_dtype(model):
+            return super().training_step(model, inputs, *args, **kwargs)
+
     @contextmanager
-    def _adapters_in_compute_dtype(self, model: nn.Module) -> Iterator[None]:
-        """Under autocast, PEFT's adapters take their input as it comes (bf16) instead of casting it to their fp32
-        weights first: autocast casts it straight back for the matmul, so each adapter would pay two full copies
-        of its input for nothing (about 0.2 s a step on a 7B model at 16K tokens). Same values, same gradients.
-        The flag is PEFT's own (its ``helpers.disable_input_dtype_casting``), restored on exit."""
-        if not torch.is_autocast_enabled(self.args.device.type):
+    def _adapters_in_compute_dtype(self, model: nn.Module, training: bool = False) -> Iterator[None]:
+        """Under mixed precision, PEFT's adapters take their input as it comes (bf16) instead of casting it to
+        their fp32 weights first: autocast casts it straight back for the matmul, so each adapter would pay two
+        full copies of its input for nothing (about 0.2 s a step on a 7B model at 16K tokens). Same values, same
+        gradients. The flag is PEFT's own (its ``helpers.disable_input_dtype_casting``), restored on exit.
+        ``training``: already inside :meth:`training_step`'s context (nothing to do)."""
+        if training or not self.accelerator.native_amp:
             yield
             return
         if self._tuner_layers is None:
