@@ -114,17 +114,22 @@ def test_sft_predict_with_generate_writes_predictions(tiny_model_dir, tmp_path):
     assert "predict_bleu-4" in metrics and (out / "predict_results.json").is_file()
 
 
+def _losses_and_logs(model_dir: Path, out: Path, caplog, logger: str, **keys) -> tuple[list[float], str]:
+    """Train with ``keys`` (fixed order) and return the step losses and what ``logger`` logged at INFO."""
+    caplog.clear()
+    with caplog.at_level("INFO", logger=logger):
+        _train(_config(model_dir, out, **keys, disable_shuffling=True))
+    return [row["loss"] for row in _log(out) if "loss" in row], caplog.text
+
+
 @pytest.mark.parametrize("extra", [{"padding_free": True}, {"neat_packing": True}])
 def test_padding_free_training_matches_padded(extra, tiny_model_dir, tmp_path, caplog):
     """The varlen path through `train`: same sample order and seed, the same losses step by step as padding."""
     runs = {}
     for name, keys in (("padded", {"padding_free": False}), ("fast", extra)):
-        out = tmp_path / name
-        caplog.clear()
-        with caplog.at_level("INFO", logger="tuneforge.model.varlen"):
-            _train(_config(tiny_model_dir, out, **keys, disable_shuffling=True, per_device_train_batch_size=4))
-        assert ("padding-free batches" in caplog.text) == (name == "fast")
-        runs[name] = [row["loss"] for row in _log(out) if "loss" in row]
+        runs[name], text = _losses_and_logs(tiny_model_dir, tmp_path / name, caplog, "tuneforge.model.varlen",
+                                            per_device_train_batch_size=4, **keys)
+        assert ("padding-free batches" in text) == (name == "fast")
     if "neat_packing" in extra:  # packed rows hold other examples per step: compare that it trains, not values
         assert len(runs["fast"]) == 4 and all(loss > 0 for loss in runs["fast"])
     else:
@@ -135,10 +140,7 @@ def test_torch_compile_compiles_layers_and_keeps_losses(tiny_model_dir, tmp_path
     """torch_compile compiles each decoder layer (aot_eager here: the CPU has no Triton); losses unchanged."""
     runs = {}
     for name, keys in (("eager", {}), ("compiled", {"torch_compile_backend": "aot_eager"})):
-        out = tmp_path / name
-        caplog.clear()
-        with caplog.at_level("INFO", logger="tuneforge.model.compile"):
-            _train(_config(tiny_model_dir, out, **keys, disable_shuffling=True, max_steps=3))
-        assert ("decoder layers compiled" in caplog.text) == (name == "compiled")
-        runs[name] = [row["loss"] for row in _log(out) if "loss" in row]
+        runs[name], text = _losses_and_logs(tiny_model_dir, tmp_path / name, caplog, "tuneforge.model.compile",
+                                            max_steps=3, **keys)
+        assert ("decoder layers compiled" in text) == (name == "compiled")
     assert runs["compiled"] == pytest.approx(runs["eager"], rel=1e-4), runs
