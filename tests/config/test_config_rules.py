@@ -141,6 +141,8 @@ CASES = {
     "pissa_keys_inactive": ({"pissa_iter": 4}, "notice", "pissa_iter", ["pissa_init"]),
     "hf_duplicates": ({"gradient_checkpointing": True}, "notice", "gradient_checkpointing",
                       ["disable_gradient_checkpointing"]),
+    "liger_kernels_under_compile": ({"enable_liger_kernel": True, "torch_compile": True}, "notice",
+                                    "enable_liger_kernel", ["fused linear cross-entropy"]),
     "padding_free_inactive": ({"stage": "dpo", "padding_free": True}, "notice", "padding_free",
                               ["only pt/sft"]),
     "neat_packing_forces_packing": ({"neat_packing": True, "packing": False}, "notice", "packing",

@@ -136,3 +136,12 @@ def padding_free_inactive(ctx: Ctx) -> Iterator[Finding]:
         yield "padding_free", "ignored with packing (not neat): packed rows attend across examples, so they stay rows"
     elif ctx.cfg.model.flash_attn == "disabled":
         yield "padding_free", "ignored with flash_attn: disabled (eager attention has no varlen kernel); use sdpa"
+
+
+@rule("notice")
+def liger_kernels_under_compile(ctx: Ctx) -> Iterator[Finding]:
+    """With torch_compile, inductor fuses what Liger's norm/RoPE/SwiGLU kernels would; only its fused CE stays."""
+    compiling = ctx.tr.torch_compile or ctx.tr.torch_compile_backend or ctx.tr.torch_compile_mode
+    if ctx.cfg.model.enable_liger_kernel and compiling:
+        yield "enable_liger_kernel", "with torch_compile only Liger's fused linear cross-entropy is used; the " \
+                                     "compiled layers fuse norms, RoPE and SwiGLU themselves"
