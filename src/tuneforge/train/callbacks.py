@@ -241,16 +241,17 @@ class TrainerLogWriter(TrainerCallback):
 
     Fields follow LLaMA-Factory's LogCallback: ``current_steps, total_steps, loss, eval_loss, predict_loss,
     reward, accuracy (= rewards/accuracies), lr, epoch, percentage, elapsed_time, remaining_time`` plus
-    ``throughput`` (real tokens/s of this session), ``total_tokens``, ``skipped_steps`` and, with ``record_vram``,
-    ``vram_allocated``/``vram_reserved`` (GiB). As in LLaMA-Factory, fields without a value are left out of a line,
-    so a training line has no ``eval_loss`` and an evaluation line no ``loss``.
+    ``throughput`` (real tokens/s of this session), ``total_tokens``, ``skipped_steps``, any ``extra_keys`` and,
+    with ``record_vram``, ``vram_allocated``/``vram_reserved`` (GiB). As in LLaMA-Factory, fields without a value
+    are left out of a line, so a training line has no ``eval_loss`` and an evaluation line no ``loss``.
 
     Times are ``H:MM:SS``; the remaining time extrapolates the pace of this session (not of resumed steps).
     On resume, lines past the resumed step (written after the checkpoint by the interrupted run) are dropped.
     """
 
-    def __init__(self, record_vram: bool = False) -> None:
+    def __init__(self, record_vram: bool = False, extra_keys: tuple[str, ...] = ()) -> None:
         self.record_vram = record_vram
+        self.extra_keys = extra_keys  # more log keys to copy into each line (PPO's statistics)
         self.start_time = time.time()
         self.start_step = 0
 
@@ -291,6 +292,7 @@ class TrainerLogWriter(TrainerCallback):
             "total_tokens": logs.get("total_tokens"),
             "skipped_steps": logs.get("skipped_steps"),
         }
+        fields.update({key: logs.get(key) for key in self.extra_keys if key not in fields})
         if self.record_vram:
             fields.update(_vram_fields())
         return fields

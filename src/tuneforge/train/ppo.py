@@ -29,7 +29,6 @@ import contextlib
 import json
 import logging
 import math
-import random
 import shutil
 import time
 from pathlib import Path
@@ -40,7 +39,7 @@ from transformers import TrainerControl, TrainerState
 
 from ..config.schema import Config
 from ..losses import model_token_logps
-from ..model.value_head import attach_value_head, load_value_head, save_value_head, strip_value_head
+from ..model.value_head import attach_value_head
 from .callbacks import MAX_NONFINITE_STEPS, TokenProgressBar, TrainerLogWriter, TrainingError
 from .checkpoints import (
     CheckpointCallback,
@@ -58,6 +57,7 @@ from .checkpoints import (
 )
 from .plots import plot_keys, plot_loss
 from .ppo_loop import Policy, PPOSettings, PPOState, PromptStream, ReferenceFn, generation_config, ppo_step
+from .ppo_state import load_policy, rng_state, save_policy, set_rng_state
 from .records import CONFIG_FILE, RunRecord, config_yaml, write_config
 from .rewards import RewardFn, build_reward, on_device
 from .workflow import Prepared, load_frozen_model, prepare
@@ -162,68 +162,6 @@ def _every(value: float | int | None, total: int) -> int | None:
     return max(1, math.ceil(value * total)) if value < 1 else int(value)
 
 
-class PPOLogWriter(TrainerLogWriter):
-    """``trainer_log.jsonl`` lines with LLaMA-Factory's fields plus PPO's own statistics."""
-
-    def _fields(self, state: Any, logs: dict[str, Any]) -> dict[str, Any]:
-        fields = super()._fields(state, logs)
-        fields.update({key: logs.get(key) for key in LOGGED if key not in fields})
-        return fields
-
-
-def _rng_state() -> dict[str, Any]:
-    state = {"python": random.getstate(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def _set_rng_state(state: dict[str, Any]) -> None:
-    random.setstate(state["python"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def save_policy(policy: Policy, tokenizer: Any, folder: Path) -> None:
-    """The policy as sft saves it (adapter, or weights + config) plus the tokenizer and ``value_head.safetensors``."""
-    model = policy.model
-    if hasattr(model, "peft_config"):  # only the policy's adapter, not a loaded reward adapter
-        model.save_pretrained(str(folder), selected_adapters=[model.active_adapter])
-    else:
-        model.save_pretrained(str(folder))
-        strip_value_head(folder)  # the head is a submodule here; it belongs in its own file only
-    tokenizer.save_pretrained(str(folder))
-    save_value_head(model, folder)
-
-
-def load_policy(policy: Policy, folder: Path) -> None:
-    """Load :func:`save_policy`'s weights back into the live policy (resume).
-
-    Raises:
-        ResumeError: the folder lacks the weights, or they leave a trainable parameter unset.
-    """
-    from safetensors.torch import load_file
-
-    model = policy.model
-    if hasattr(model, "peft_config"):
-        from peft import set_peft_model_state_dict
-
-        path = folder / "adapter_model.safetensors"
-        if not path.is_file():
-            raise ResumeError(f"{folder} has no adapter_model.safetensors")
-        set_peft_model_state_dict(model, load_file(str(path)))
-    else:
-        shards = sorted(folder.glob("model*.safetensors"))
-        state = {key: value for shard in shards for key, value in load_file(str(shard)).items()}
-        missing = [n for n, p in model.named_parameters() if p.requires_grad and n not in state and "v_head" not in n]
-        if not shards or missing:
-            raise ResumeError(f"{folder}: no weights for {', '.join(missing[:3]) or 'the model'}")
-        model.load_state_dict(state, strict=False)
-    if not load_value_head(model, folder):
-        raise ResumeError(f"{folder} has no value_head.safetensors")
-
-
 class PPORun:
     """One PPO training run: the loop, its logs, checkpoints, resume and final outputs."""
 
@@ -243,7 +181,8 @@ class PPORun:
                                   logging_steps=_every(args.logging_steps, self.total) or 0,
                                   num_train_epochs=math.ceil(self.stream.epoch(self.total)))
         self.control = TrainerControl()
-        self.callbacks = [PPOLogWriter(cfg.env.RECORD_VRAM)] + ([] if args.disable_tqdm else [TokenProgressBar()])
+        progress = [] if args.disable_tqdm else [TokenProgressBar()]
+        self.callbacks = [TrainerLogWriter(cfg.env.RECORD_VRAM, extra_keys=LOGGED), *progress]
         self.stopper = CheckpointCallback()  # holds the stop request of stop_on_signals
         self.manifest = {**run_manifest(cfg, dataset_fingerprints=p.data.fingerprints, world_size=1),
                          "ppo_buffer_size": cfg.finetuning.ppo_buffer_size}
@@ -361,7 +300,7 @@ class PPORun:
         if not self.args.save_only_model:
             torch.save(self.optimizer.state_dict(), folder / "optimizer.pt")
             torch.save(self.scheduler.state_dict(), folder / "scheduler.pt")
-            torch.save(_rng_state(), folder / "rng_state.pth")
+            torch.save(rng_state(), folder / "rng_state.pth")
         (folder / PPO_STATE).write_text(json.dumps(self.ppo.to_dict(), indent=2), encoding="utf-8")
         self.state.save_to_json(str(folder / "trainer_state.json"))
         mark_complete(folder, self.manifest, {CONFIG_FILE: config_yaml(self.cfg)})
@@ -383,7 +322,7 @@ class PPORun:
         saved = TrainerState.load_from_json(str(folder / "trainer_state.json"))
         self.state.global_step, self.state.epoch = saved.global_step, saved.epoch
         self.state.log_history, self.state.num_input_tokens_seen = saved.log_history, saved.num_input_tokens_seen
-        _set_rng_state(torch.load(folder / "rng_state.pth", weights_only=True))
+        set_rng_state(torch.load(folder / "rng_state.pth", weights_only=True))
         logger.info("resumed from %s at PPO step %d of %d", folder, saved.global_step, self.total)
 
     # ---- the end ------------------------------------------------------------------------------------------------
