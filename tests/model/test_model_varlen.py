@@ -121,3 +121,19 @@ def test_varlen_attention_under_autocast_casts_like_sdpa():
         ref = F.scaled_dot_product_attention(q[:, :, :4], k[:, :, :4], v[:, :, :4], is_causal=True)
     assert out.dtype == ref.dtype == torch.bfloat16
     torch.testing.assert_close(out[0, :4], ref[0].transpose(0, 1))
+
+
+def test_varlen_only_for_plain_causal_attention():
+    from transformers import Gemma2Config, MistralConfig, Qwen2Config
+
+    from tuneforge.model.varlen import training_attn_implementation, varlen_supported
+
+    assert varlen_supported(Qwen2Config(), 32768)  # use_sliding_window is off: every layer is full attention
+    assert not varlen_supported(Qwen2Config(use_sliding_window=True, sliding_window=1024, max_window_layers=0), 4096)
+    assert not varlen_supported(MistralConfig(sliding_window=4096), 8192)
+    assert varlen_supported(MistralConfig(sliding_window=4096), 2048)  # the window never binds
+    assert not varlen_supported(Gemma2Config(), 1024)  # soft-capped attention logits
+    cfg = NS(finetuning=NS(stage="sft"), model=NS(flash_attn="auto"),
+             data=NS(packing=True, neat_packing=True, padding_free=None, cutoff_len=8192))
+    assert training_attn_implementation(cfg, "sdpa", Qwen2Config()) == VARLEN
+    assert training_attn_implementation(cfg, "sdpa", MistralConfig(sliding_window=4096)) == "sdpa"

@@ -81,7 +81,7 @@ def _instantiate(cfg, source: str, config, *, is_trainable: bool, use_unsloth: b
         return load_unsloth_model(cfg, source, dtype)
     attn = attn_implementation(cfg)
     if is_trainable:
-        attn = training_attn_implementation(cfg, attn)
+        attn = training_attn_implementation(cfg, attn, config)
     attn_kwargs = {"attn_implementation": attn} if attn else {}
     if cfg.model.train_from_scratch:
         return _from_scratch(cfg, config, dtype, attn_kwargs)

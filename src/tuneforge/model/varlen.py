@@ -175,11 +175,37 @@ def flattens_batches(cfg: Any) -> bool:
     return cfg.model.flash_attn in ("fa2", "fa3") or varlen_available()
 
 
-def training_attn_implementation(cfg: Any, requested: str | None) -> str | None:
+def varlen_supported(config: Any, cutoff_len: int) -> bool:
+    """Whether :data:`VARLEN` computes this model's attention exactly: plain causal attention, so no logit
+    soft-capping (Gemma 2) and no sliding window that a ``cutoff_len``-token sequence could exceed (Mistral v0.1,
+    Gemma's local layers, Qwen2 with ``use_sliding_window``)."""
+    text = config.get_text_config() if hasattr(config, "get_text_config") else config
+    if getattr(text, "attn_logit_softcapping", None):
+        return False
+    window = getattr(text, "sliding_window", None)
+    if not window or window >= cutoff_len:
+        return True
+    layer_types = getattr(text, "layer_types", None)
+    if layer_types is not None:
+        return "sliding_attention" not in layer_types
+    return getattr(text, "use_sliding_window", True) is False
+
+
+def training_attn_implementation(cfg: Any, requested: str | None, config: Any = None) -> str | None:
     """The attention implementation to train with: :data:`VARLEN` (registered) in place of sdpa/auto when
-    batches are flattened; ``requested`` otherwise (flash-attention reads ``cu_seq_lens`` itself)."""
+    batches are flattened and the model's attention is plain causal (see :func:`varlen_supported`); ``requested``
+    otherwise (flash-attention reads ``cu_seq_lens`` itself; SDPA gets transformers' block mask, slower)."""
     if requested in (None, "sdpa") and flattens_batches(cfg):
+        if config is not None and not varlen_supported(config, cfg.data.cutoff_len):
+            logger.warning("this model uses a sliding window or soft-capped attention: packed/padding-free batches "
+                           "run on SDPA with a block mask (exact, slower); flash_attn: fa2 runs them fused")
+            return requested
         kernel = "torch flash varlen" if varlen_available() else "per-sequence SDPA (no CUDA varlen kernel here)"
         logger.info("padding-free batches: attention %s via %s", VARLEN, kernel)
         return register()
     return requested
+
+
+def reads_varlen_kwargs(attn_implementation: str) -> bool:
+    """Whether an attention implementation takes ``cu_seq_lens_*`` (else a flattened batch needs a dense mask)."""
+    return attn_implementation == VARLEN or attn_implementation.startswith("flash_attention")
