@@ -20,6 +20,7 @@ from tuneforge.data.collator import KTOCollator
 from tuneforge.losses import sft_term
 from tuneforge.testing import PAD_ID
 from tuneforge.train import preference as pref
+from tuneforge.train.callbacks import RunMeter
 from tuneforge.train.kto import KTOLoss, margins
 from tuneforge.train.stages import stage_runner
 
@@ -100,7 +101,7 @@ def test_kto_loss_at_initialisation_with_weights_and_ftx(lora_policy):
 
 
 def test_ratio_meter_averages_over_examples_not_micro_batches():
-    meter = pref.RatioMeter(derive=margins)
+    meter = RunMeter(derive=margins)
     # Three micro-batches of one example each: desirable (reward 3), undesirable (-1), desirable (1).
     for reward, desirable in ((3.0, True), (-1.0, False), (1.0, True)):
         meter.add_metrics({"rewards/chosen": pref.ratio(torch.tensor(reward * desirable), int(desirable)),

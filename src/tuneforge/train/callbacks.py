@@ -143,15 +143,20 @@ class RunMeter(TrainerCallback):
 
     * real tokens: the 0/1 ``attention_mask`` sum, else ``input_ids != pad_token_id`` (packed batches carry no
       2-D mask), else every position. Kept in ``state.num_input_tokens_seen`` so the total survives resume.
-    * stage metrics: scalars a stage's loss returns, averaged over the micro-batches since the last log.
+    * stage metrics: scalars a stage's loss returns, averaged over the micro-batches since the last log; a value
+      made by :func:`ratio` ``(total, count)`` is logged as Σtotal / Σcount over the micro-batches and ranks, and
+      left out when the count is 0 (KTO's ``rewards/chosen`` averages over desirable examples, which a micro-batch
+      may not hold). ``derive(metrics)`` adds metrics computed from the logged ones (``rewards/margins``).
     * eval token accuracy: correct / trained tokens, summed over the whole evaluation (all ranks).
 
     Device tensors accumulate without host syncs; they are folded when the trainer logs, saves, evaluates or stops.
     """
 
-    def __init__(self, reduce_sum: ReduceFn = _no_reduce, pad_token_id: int | None = None) -> None:
+    def __init__(self, reduce_sum: ReduceFn = _no_reduce, pad_token_id: int | None = None,
+                 derive: Callable[[dict[str, float]], dict[str, float]] | None = None) -> None:
         self.reduce_sum = reduce_sum
         self.pad_token_id = pad_token_id
+        self.derive = derive
         self._tokens: torch.Tensor | None = None
         self._pending: torch.Tensor | None = None
         self._sums: dict[bool, dict[str, torch.Tensor]] = {True: {}, False: {}}
@@ -175,7 +180,7 @@ class RunMeter(TrainerCallback):
 
     def add_metrics(self, metrics: Mapping[str, Any], training: bool) -> None:
         sums = self._sums[training]
-        for key, value in metrics.items():
+        for key, value in _flatten_ratios(metrics).items():
             value = torch.as_tensor(value).detach().float().mean()
             sums[key] = value if key not in sums else sums[key] + value.to(sums[key].device)
         self._counts[training] += 1
@@ -206,7 +211,7 @@ class RunMeter(TrainerCallback):
         return round((state.num_input_tokens_seen - self.session_tokens_start) / elapsed, 2)
 
     def pop_metrics(self, training: bool) -> dict[str, float]:
-        """Mean of each stage metric since the last call, averaged over ranks (all ranks must call this)."""
+        """Each stage metric since the last call (mean, or exact ratio), over all ranks (all ranks must call)."""
         sums, count = self._sums[training], self._counts[training]
         self._sums[training], self._counts[training] = {}, 0
         if not sums:
@@ -215,7 +220,10 @@ class RunMeter(TrainerCallback):
         device = sums[keys[0]].device
         packed = torch.stack([sums[k].to(device) for k in keys] + [torch.tensor(float(count), device=device)])
         packed = self.reduce_sum(packed).tolist()
-        return {k: v / max(packed[-1], 1.0) for k, v in zip(keys, packed[:-1], strict=True)}
+        out = _fold_ratios({k: v / max(packed[-1], 1.0) for k, v in zip(keys, packed[:-1], strict=True)})
+        if self.derive is not None:
+            out.update(self.derive(out))
+        return out
 
     def pop_accuracy(self) -> float | None:
         """Token accuracy of the evaluation just finished, or None when it was not measured."""
@@ -224,6 +232,33 @@ class RunMeter(TrainerCallback):
         correct, total = self.reduce_sum(self._accuracy).tolist()
         self._accuracy = None
         return correct / total if total else None
+
+
+_NUM, _DEN = "::sum", "::count"
+
+
+def ratio(total: torch.Tensor, count: torch.Tensor | int) -> dict[str, torch.Tensor]:
+    """A stage metric that :class:`RunMeter` logs as Σtotal / Σcount over the log window and all ranks."""
+    return {_NUM: total.detach().float(), _DEN: torch.as_tensor(count, dtype=torch.float32)}
+
+
+def _flatten_ratios(metrics: Mapping[str, Any]) -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in metrics.items():
+        if isinstance(value, Mapping):
+            flat.update({key + part: value[part] for part in (_NUM, _DEN)})
+        else:
+            flat[key] = value
+    return flat
+
+
+def _fold_ratios(logged: dict[str, float]) -> dict[str, float]:
+    # Both sums were divided by the same micro-batch count, so their quotient is the exact ratio.
+    out = {k: v for k, v in logged.items() if not k.endswith((_NUM, _DEN))}
+    for key in (k[: -len(_NUM)] for k in logged if k.endswith(_NUM)):
+        if logged[key + _DEN] > 0:
+            out[key] = logged[key + _NUM] / logged[key + _DEN]
+    return out
 
 
 def _vram_fields() -> dict[str, float]:

@@ -35,6 +35,8 @@ class DPOLoss:
     ``odds_ratio_loss``. ``logits/*`` are not reported: full-vocabulary logits are never built.
     """
 
+    per_example = True  # a mean over the micro-batch's pairs (build_trainer reads it)
+
     def __init__(self, cfg: Config, reference: pref.Reference) -> None:
         ft = cfg.finetuning
         self.name, self.beta, self.ftx, self.ld_alpha = ft.pref_loss, ft.pref_beta, ft.pref_ftx, ft.ld_alpha
@@ -95,5 +97,5 @@ def run(cfg: Config) -> dict[str, Any]:
                                      reference_free=cfg.finetuning.pref_loss in REFERENCE_FREE)
     trainer = build_trainer(cfg, p.model, p.tokenizer, p.data.train, p.data.eval, build_collator(cfg, p.tokenizer),
                             compute_loss=DPOLoss(cfg, reference))
-    pref.prepare_preference_trainer(trainer, reference)
+    pref.prepare_reference(trainer, reference)
     return train_and_evaluate(cfg, trainer, p)

@@ -37,11 +37,16 @@ def margins(metrics: dict[str, float]) -> dict[str, float]:
 class KTOLoss:
     """The ``compute_loss`` of stage kto: ``(mean KTO loss over the micro-batch, metrics)``.
 
+    A per-example loss (``per_example``); ``rewards/margins`` is derived from the logged means (``margins``).
+
     Metrics (LLaMA-Factory's names): ``rewards/chosen`` / ``rewards/rejected`` and ``logps/chosen`` /
     ``logps/rejected`` averaged over the desirable / undesirable examples of the log window (ratios: a micro-batch may
     hold only one kind), ``rewards/margins`` from those, and ``kl`` (z_0). Without a separate reference in an
     evaluation-only run the rewards are 0 and left out.
     """
+
+    per_example = True  # a mean over the micro-batch's examples (build_trainer reads it)
+    derive_metrics = staticmethod(margins)
 
     def __init__(self, cfg: Config, reference: pref.Reference) -> None:
         ft = cfg.finetuning
@@ -86,6 +91,5 @@ def run(cfg: Config) -> dict[str, Any]:
     reference = pref.build_reference(cfg, p.model, p.tokenizer)
     trainer = build_trainer(cfg, p.model, p.tokenizer, p.data.train, p.data.eval, build_collator(cfg, p.tokenizer),
                             compute_loss=KTOLoss(cfg, reference))
-    pref.prepare_preference_trainer(trainer, reference)
-    pref.use_ratio_meter(trainer, derive=margins)
+    pref.prepare_reference(trainer, reference)
     return train_and_evaluate(cfg, trainer, p)

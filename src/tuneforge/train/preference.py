@@ -1,5 +1,5 @@
 """What the preference stages (rm, dpo, kto) share: the reference model, sequence log-probabilities, metric names,
-and the trainer settings a per-example loss needs.
+and the set-up of the reference model.
 
 * :class:`Reference` / :func:`build_reference` - where reference log-probabilities come from (LLaMA-Factory's
   ``create_ref_model``): nothing for reference-free losses; ``ref_model`` when given; for LoRA the policy itself
@@ -7,10 +7,10 @@ and the trainer settings a per-example loss needs.
   evaluation-only run the evaluated model itself (its ``rewards/*`` metrics are then dropped, as they are 0).
 * :func:`sequence_stats` / :func:`pair_logps` - chunked log-probabilities (never a full-vocabulary fp32
   ``log_softmax``) summed or length-averaged per sequence, LD-DPO weighting, split into chosen/rejected halves.
-* :func:`prepare_preference_trainer` - per-example loss averaging (LLaMA-Factory sets ``model_accepts_loss_kwargs``
-  off for these stages), dropout off, the reference on the training device.
-* :class:`RatioMeter` - exact ``Σ/count`` metrics (KTO's ``rewards/chosen`` over the desirable examples of the log
-  window, which a micro-batch may lack).
+* :func:`prepare_reference` - dropout off in policy and reference, a separate reference frozen on the device.
+  Per-example loss averaging is ``build_trainer(per_example_loss=True)`` (LLaMA-Factory turns
+  ``model_accepts_loss_kwargs`` off for these stages); exact ``Σ/count`` metrics are
+  :func:`~tuneforge.train.callbacks.ratio` values, which every trainer's meter folds.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from torch import Tensor, nn
 
 from ..config.schema import Config
 from ..losses import IGNORE_INDEX, model_token_logps, sequence_logps, sft_term
-from .callbacks import RunMeter
+from .callbacks import ratio  # noqa: F401  (stages build ratio metrics through this module)
 
 logger = logging.getLogger(__name__)
 
@@ -194,15 +194,11 @@ def disable_dropout(model: nn.Module) -> int:
     return changed
 
 
-def prepare_preference_trainer(trainer: Any, reference: Reference | None = None) -> None:
-    """Settings every preference stage needs on its freshly built trainer.
+def prepare_reference(trainer: Any, reference: Reference | None = None) -> None:
+    """Dropout off in policy and reference; a separate reference model on the training device, frozen.
 
-    * per-example losses: the stage loss is a mean over the micro-batch's examples, not over tokens, so the trainer
-      must not count tokens for ``num_items_in_batch``; with ``model_accepts_loss_kwargs`` off it passes None and
-      divides by the accumulation steps instead (LLaMA-Factory sets the same flag for rm/dpo/kto).
-    * dropout off in policy and reference; the separate reference on the training device, frozen.
+    (The per-example loss averaging every preference stage needs is ``build_trainer(per_example_loss=True)``.)
     """
-    trainer.model_accepts_loss_kwargs = False
     if reference is None:
         return
     disable_dropout(trainer.model)
@@ -224,57 +220,3 @@ def mean_over_ranks(value: Tensor) -> Tensor:
     value = value.detach().clone()
     dist.all_reduce(value)
     return value / dist.get_world_size()
-
-
-# ---- ratio metrics -----------------------------------------------------------------------------------------------
-
-_NUM, _DEN = "::sum", "::count"
-
-
-def ratio(total: Tensor, count: Tensor | int) -> dict[str, Tensor]:
-    """A metric value for :class:`RatioMeter`: logged as Σtotal / Σcount over the log window and all ranks."""
-    return {_NUM: total.detach().float(), _DEN: torch.as_tensor(count, dtype=torch.float32)}
-
-
-class RatioMeter(RunMeter):
-    """:class:`RunMeter` that also logs ratio metrics exactly.
-
-    A loss metric whose value is :func:`ratio` ``(total, count)`` is logged as Σtotal / Σcount over the micro-batches
-    since the last log and all ranks, and left out when the count is 0: KTO's ``rewards/chosen`` averages over
-    desirable examples, which a micro-batch (of one example, say) may not hold. Plain values keep RunMeter's
-    per-micro-batch mean. ``derive(metrics)`` returns metrics computed from the logged ones (``rewards/margins``).
-    """
-
-    def __init__(self, *args: Any, derive: Callable[[dict[str, float]], dict[str, float]] | None = None,
-                 **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self.derive = derive
-
-    def add_metrics(self, metrics: Mapping[str, Any], training: bool) -> None:
-        flat: dict[str, Any] = {}
-        for key, value in metrics.items():
-            if isinstance(value, Mapping):
-                flat.update({key + part: value[part] for part in (_NUM, _DEN)})
-            else:
-                flat[key] = value
-        super().add_metrics(flat, training)
-
-    def pop_metrics(self, training: bool) -> dict[str, float]:
-        # Both sums are divided by the same micro-batch count, so their quotient is the exact ratio.
-        logged = super().pop_metrics(training)
-        out = {k: v for k, v in logged.items() if not k.endswith((_NUM, _DEN))}
-        for key in (k[: -len(_NUM)] for k in logged if k.endswith(_NUM)):
-            if logged[key + _DEN] > 0:
-                out[key] = logged[key + _NUM] / logged[key + _DEN]
-        if self.derive is not None:
-            out.update(self.derive(out))
-        return out
-
-
-def use_ratio_meter(trainer: Any, derive: Callable[[dict[str, float]], dict[str, float]] | None = None) -> None:
-    """Replace ``trainer.meter`` (a fresh, unused :class:`RunMeter`) by an equivalent :class:`RatioMeter`."""
-    old = trainer.meter
-    new = RatioMeter(old.reduce_sum, old.pad_token_id, derive=derive)
-    trainer.remove_callback(old)
-    trainer.add_callback(new)
-    trainer.meter = new

@@ -41,6 +41,9 @@ def reward_loss(model: nn.Module, batch: dict[str, Any], num_items_in_batch: Any
     return pairwise_reward_loss(chosen, rejected).mean(), {pref.ACCURACY: pairwise_accuracy(chosen, rejected)}
 
 
+reward_loss.per_example = True  # a mean over the micro-batch's pairs (build_trainer reads it)
+
+
 def _initial_head(cfg: Config, model: nn.Module) -> None:
     """Continue from a reward model's head when the model (or its last adapter) has one, as LLaMA-Factory does."""
     source = (cfg.model.adapter_name_or_path or [cfg.model.model_name_or_path])[-1]
@@ -93,7 +96,6 @@ def run(cfg: Config) -> dict[str, Any]:
     trainer = build_trainer(cfg, p.model, p.tokenizer, p.data.train, p.data.eval, build_collator(cfg, p.tokenizer),
                             compute_loss=reward_loss,
                             callbacks=[ValueHeadCallback(cfg.training.resume_from_checkpoint)])
-    pref.prepare_preference_trainer(trainer)
     metrics = train_and_evaluate(cfg, trainer, p)
     if cfg.training.do_train and "interrupted_by" not in metrics:
         _save_head(trainer)
