@@ -177,3 +177,14 @@ def test_adapters_skip_the_fp32_input_cast_under_autocast(tmp_path, tokenizer):
         with disable_input_dtype_casting(model):
             uncast, _ = causal_lm_loss(model, batch, num_items_in_batch=None)
     assert torch.equal(cast, uncast)
+
+
+def test_meter_counts_every_token_of_an_unpadded_stream():
+    """A pt document's EOS may be the pad id (Qwen); in a padding-free stream it is still a real token."""
+    from tuneforge.data.collator import PaddingCollator, PaddingFreeCollator
+    from tuneforge.train.callbacks import RunMeter
+
+    rows = [{"input_ids": [5, 6, 0], "labels": [5, 6, 0]}, {"input_ids": [7, 0], "labels": [7, 0]}]
+    meter = RunMeter(pad_token_id=0)
+    assert meter.real_tokens(PaddingFreeCollator(pad_token_id=0)(rows)).item() == 5
+    assert meter.real_tokens(PaddingCollator(pad_token_id=0)(rows)).item() == 5  # the 0/1 attention mask

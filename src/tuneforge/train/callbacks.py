@@ -141,8 +141,9 @@ class NonFiniteGuard(TrainerCallback):
 class RunMeter(TrainerCallback):
     """Counts what the trainer saw and turns it into log fields.
 
-    * real tokens: the 0/1 ``attention_mask`` sum, else ``input_ids != pad_token_id`` (packed batches carry no
-      2-D mask), else every position. Kept in ``state.num_input_tokens_seen`` so the total survives resume.
+    * real tokens: the 0/1 ``attention_mask`` sum; every position of an unpadded stream (``cu_seq_lens_q``);
+      else ``input_ids != pad_token_id`` (packed rows carry no 2-D mask), else every position. Kept in
+      ``state.num_input_tokens_seen`` so the total survives resume.
     * stage metrics: scalars a stage's loss returns, averaged over the micro-batches since the last log; a value
       made by :func:`ratio` ``(total, count)`` is logged as Σtotal / Σcount over the micro-batches and ranks, and
       left out when the count is 0 (KTO's ``rewards/chosen`` averages over desirable examples, which a micro-batch
@@ -170,6 +171,8 @@ class RunMeter(TrainerCallback):
         ids = batch["input_ids"]
         if torch.is_tensor(mask) and mask.dim() == 2:
             return mask.sum()
+        if "cu_seq_lens_q" in batch:  # an unpadded stream: every position is a token, pad-id tokens (EOS) included
+            return torch.tensor(ids.numel(), device=ids.device)
         if self.pad_token_id is not None:
             return (ids != self.pad_token_id).sum()
         return torch.tensor(ids.numel(), device=ids.device)
