@@ -87,8 +87,8 @@ def test_varlen_model_still_runs_padded_batches():
     torch.testing.assert_close(got[mask], expected[mask])
 
 
-def _cfg(stage="sft", packing=False, neat=False, padding_free=None, flash_attn="auto"):
-    return NS(finetuning=NS(stage=stage), model=NS(flash_attn=flash_attn),
+def _cfg(stage="sft", packing=False, neat=False, padding_free=None, flash_attn="auto", remote=False):
+    return NS(finetuning=NS(stage=stage), model=NS(flash_attn=flash_attn, trust_remote_code=remote),
               data=NS(packing=packing, neat_packing=neat, padding_free=padding_free))
 
 
@@ -99,6 +99,8 @@ def test_flattens_batches_rules():
     assert not flattens_batches(_cfg(padding_free=True, flash_attn="disabled"))
     assert flattens_batches(_cfg(padding_free=True)) and not flattens_batches(_cfg(padding_free=False))
     assert flattens_batches(_cfg(flash_attn="fa2"))
+    assert not flattens_batches(_cfg(flash_attn="fa2", remote=True))  # remote code: only when asked for
+    assert flattens_batches(_cfg(padding_free=True, remote=True))
     assert flattens_batches(_cfg()) == torch.cuda.is_available()  # auto: only where the fused kernel runs
 
 
@@ -133,7 +135,7 @@ def test_varlen_only_for_plain_causal_attention():
     assert not varlen_supported(MistralConfig(sliding_window=4096), 8192)
     assert varlen_supported(MistralConfig(sliding_window=4096), 2048)  # the window never binds
     assert not varlen_supported(Gemma2Config(), 1024)  # soft-capped attention logits
-    cfg = NS(finetuning=NS(stage="sft"), model=NS(flash_attn="auto"),
+    cfg = NS(finetuning=NS(stage="sft"), model=NS(flash_attn="auto", trust_remote_code=False),
              data=NS(packing=True, neat_packing=True, padding_free=None, cutoff_len=8192))
     assert training_attn_implementation(cfg, "sdpa", Qwen2Config()) == VARLEN
     assert training_attn_implementation(cfg, "sdpa", MistralConfig(sliding_window=4096)) == "sdpa"

@@ -162,7 +162,8 @@ def flattens_batches(cfg: Any) -> bool:
     Always under ``neat_packing`` (examples must not see each other, and a stream with ``cu_seq_lens`` is how
     that stays O(Σ sᵢ²)); never under plain ``packing`` (LLaMA-Factory's rows attend across examples), for other
     stages, or with eager attention. Otherwise ``padding_free``: true, false, or empty = where a fused varlen
-    kernel runs (torch's flash varlen on a CUDA GPU for sdpa/auto, flash-attention for fa2/fa3).
+    kernel runs (torch's flash varlen on a CUDA GPU for sdpa/auto, flash-attention for fa2/fa3) and the model is
+    transformers' own (``trust_remote_code`` models must opt in).
     """
     if cfg.finetuning.stage not in ("pt", "sft"):
         return False
@@ -172,6 +173,8 @@ def flattens_batches(cfg: Any) -> bool:
         return False
     if cfg.data.padding_free is not None:
         return cfg.data.padding_free
+    if cfg.model.trust_remote_code:  # remote modeling code may not pass cu_seq_lens on to attention: opt in only
+        return False
     return cfg.model.flash_attn in ("fa2", "fa3") or varlen_available()
 
 
