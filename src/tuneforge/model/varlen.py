@@ -179,9 +179,12 @@ def flattens_batches(cfg: Any) -> bool:
 
 
 def varlen_supported(config: Any, cutoff_len: int) -> bool:
-    """Whether :data:`VARLEN` computes this model's attention exactly: plain causal attention, so no logit
-    soft-capping (Gemma 2) and no sliding window that a ``cutoff_len``-token sequence could exceed (Mistral v0.1,
-    Gemma's local layers, Qwen2 with ``use_sliding_window``)."""
+    """Whether :data:`VARLEN` computes this model's attention exactly: an architecture whose attention goes through
+    transformers' ``AttentionInterface``, with plain causal attention: no logit soft-capping (Gemma 2) and no
+    sliding window that a ``cutoff_len``-token sequence could exceed (Mistral v0.1, Gemma's local layers, Qwen2
+    with ``use_sliding_window``)."""
+    if not _registered_attention_allowed(config):
+        return False
     text = config.get_text_config() if hasattr(config, "get_text_config") else config
     if getattr(text, "attn_logit_softcapping", None):
         return False
@@ -194,14 +197,27 @@ def varlen_supported(config: Any, cutoff_len: int) -> bool:
     return getattr(text, "use_sliding_window", True) is False
 
 
+def _registered_attention_allowed(config: Any) -> bool:
+    """Whether transformers lets this architecture use a registered attention function (its attention classes go
+    through ``AttentionInterface``); unknown (remote-code) architectures count as no."""
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING
+
+    try:
+        model_class = MODEL_FOR_CAUSAL_LM_MAPPING[type(config)]
+    except KeyError:
+        return False
+    return bool(getattr(model_class, "_supports_attention_backend", False))
+
+
 def training_attn_implementation(cfg: Any, requested: str | None, config: Any = None) -> str | None:
     """The attention implementation to train with: :data:`VARLEN` (registered) in place of sdpa/auto when
     batches are flattened and the model's attention is plain causal (see :func:`varlen_supported`); ``requested``
     otherwise (flash-attention reads ``cu_seq_lens`` itself; SDPA gets transformers' block mask, slower)."""
     if requested in (None, "sdpa") and flattens_batches(cfg):
         if config is not None and not varlen_supported(config, cfg.data.cutoff_len):
-            logger.warning("this model uses a sliding window or soft-capped attention: packed/padding-free batches "
-                           "run on SDPA with a block mask (exact, slower); flash_attn: fa2 runs them fused")
+            logger.warning("this model's attention is not plain causal attention through transformers' interface "
+                           "(sliding window, soft-capping or its own code): packed batches run on SDPA with a block "
+                           "mask (exact, slower), unpacked ones padded; flash_attn: fa2 may run them fused")
             return requested
         kernel = "torch flash varlen" if varlen_available() else "per-sequence SDPA (no CUDA varlen kernel here)"
         logger.info("padding-free batches: attention %s via %s", VARLEN, kernel)
