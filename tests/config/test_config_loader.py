@@ -163,3 +163,10 @@ def test_none_string_is_a_value_where_strings_are_allowed():
     assert cfg.monitoring.report_to == "none"  # a real report_to choice, not null
     assert cfg.data.max_samples is None  # Python-style None for a number means null
     assert "val_size" in _errors(resolve({**BASE, "val_size": "null"}, environ={}))  # not nullable
+
+
+def test_torch_compile_backend_turns_compilation_on():
+    """As in transformers: a torch_compile_backend (or mode) alone means torch_compile: true (derived)."""
+    res = resolve({"stage": "sft", "model_name_or_path": "m", "dataset": "d", "torch_compile_backend": "aot_eager"},
+                  environ={})
+    assert res.config.training.torch_compile is True and res.sources["torch_compile"] == "derived"

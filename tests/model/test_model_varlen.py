@@ -106,7 +106,9 @@ def test_flattens_batches_rules():
 
 def test_build_collator_padding_free():
     tok = NS(pad_token_id=0, eos_token_id=2)
-    assert isinstance(build_collator(_cfg(), tok, padding_free=True), PaddingFreeCollator)
+    assert isinstance(build_collator(_cfg(), tok, padding_free=True, attn_implementation=VARLEN), PaddingFreeCollator)
+    # sdpa (a model varlen cannot serve) would need a dense mask for a stream: padded batches instead
+    assert isinstance(build_collator(_cfg(), tok, padding_free=True, attn_implementation="sdpa"), PaddingCollator)
     neat = build_collator(_cfg(packing=True, neat=True), tok, attn_implementation=VARLEN)
     assert neat.flatten and neat.flash_kwargs
 

@@ -20,7 +20,7 @@ from tuneforge.data.collator import KTOCollator
 from tuneforge.losses import sft_term
 from tuneforge.testing import PAD_ID
 from tuneforge.train import preference as pref
-from tuneforge.train.callbacks import RunMeter
+from tuneforge.train.callbacks import RunMeter, ratio
 from tuneforge.train.kto import KTOLoss, margins
 from tuneforge.train.stages import stage_runner
 
@@ -104,11 +104,11 @@ def test_ratio_meter_averages_over_examples_not_micro_batches():
     meter = RunMeter(derive=margins)
     # Three micro-batches of one example each: desirable (reward 3), undesirable (-1), desirable (1).
     for reward, desirable in ((3.0, True), (-1.0, False), (1.0, True)):
-        meter.add_metrics({"rewards/chosen": pref.ratio(torch.tensor(reward * desirable), int(desirable)),
-                           "rewards/rejected": pref.ratio(torch.tensor(reward * (not desirable)), int(not desirable)),
+        meter.add_metrics({"rewards/chosen": ratio(torch.tensor(reward * desirable), int(desirable)),
+                           "rewards/rejected": ratio(torch.tensor(reward * (not desirable)), int(not desirable)),
                            "kl": torch.tensor(0.3)}, training=True)
     logged = meter.pop_metrics(training=True)
     assert logged == pytest.approx({"rewards/chosen": 2.0, "rewards/rejected": -1.0, "rewards/margins": 3.0,
                                     "kl": 0.3})
-    meter.add_metrics({"rewards/chosen": pref.ratio(torch.tensor(0.0), 0)}, training=True)
+    meter.add_metrics({"rewards/chosen": ratio(torch.tensor(0.0), 0)}, training=True)
     assert meter.pop_metrics(training=True) == {}  # no desirable example in the window: left out, never NaN

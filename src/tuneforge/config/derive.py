@@ -69,6 +69,8 @@ def derive(res: Resolution) -> None:
         _set(res, "evaluation", "generation_max_length", data.cutoff_len)
     if mon.output_dir is None:
         _set(res, "monitoring", "output_dir", "trainer_output")  # transformers' own default
+    if (cfg.training.torch_compile_backend or cfg.training.torch_compile_mode) and not cfg.training.torch_compile:
+        _set(res, "training", "torch_compile", True)  # as transformers: a backend or mode turns compilation on
     if cfg.training.use_liger_kernel and not cfg.model.enable_liger_kernel:
         _set(res, "model", "enable_liger_kernel", True)
     if data.eval_num_beams is not None and ev.generation_num_beams != data.eval_num_beams:

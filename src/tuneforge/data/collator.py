@@ -261,11 +261,14 @@ def build_collator(cfg: Any, tokenizer: Any, *, attn_implementation: str = "sdpa
     Packed rows under ``neat_packing`` are flattened into one padding-free row with varlen kwargs for a kernel
     that reads them (flash-attention, tuneforge's varlen attention); plain packing keeps one padded row per packed
     row, since its examples see each other anyway. ``padding_free`` (see ``model.varlen.flattens_batches``)
-    flattens unpacked pt/sft batches the same way. The pad id is the tokenizer's, else its eos (labels are
-    explicit, so padding never hides a trained eos).
+    flattens unpacked pt/sft batches the same way, where the attention kernel reads the varlen kwargs. The pad id
+    is the tokenizer's, else its eos (labels are explicit, so padding never hides a trained eos).
     """
+    from ..model.varlen import reads_varlen_kwargs
+
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
     stage = cfg.finetuning.stage
+    varlen = reads_varlen_kwargs(attn_implementation)
     if stage in ("rm", "dpo"):
         return PairwiseCollator(pad_id)
     if stage == "kto":
@@ -274,6 +277,5 @@ def build_collator(cfg: Any, tokenizer: Any, *, attn_implementation: str = "sdpa
         return PaddingCollator(pad_id, padding_side="left")
     if cfg.data.packing:
         neat = cfg.data.neat_packing
-        varlen = attn_implementation.startswith("flash_attention") or attn_implementation == "tuneforge_varlen"
         return PackedCollator(pad_id, neat_packing=neat, flatten=neat, flash_kwargs=neat and varlen)
-    return PaddingFreeCollator(pad_id) if padding_free else PaddingCollator(pad_id)
+    return PaddingFreeCollator(pad_id) if padding_free and varlen else PaddingCollator(pad_id)

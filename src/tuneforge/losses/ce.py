@@ -79,7 +79,8 @@ def chunked_cross_entropy(
     def project(h: Tensor) -> Tensor:
         return F.linear(h, weight, bias)
 
-    return _chunked_ce(hidden, labels, project, None, chunk_size, ignore_index, logit_fp32)
+    total, count, _ = _chunked_ce(hidden, labels, project, None, chunk_size, ignore_index, logit_fp32)
+    return total, count
 
 
 def _chunked_ce(
@@ -90,21 +91,31 @@ def _chunked_ce(
     chunk_size: int,
     ignore_index: int,
     logit_fp32: bool = True,
-) -> tuple[Tensor, Tensor]:
+    count_hits: bool = False,
+) -> tuple[Tensor, Tensor, Tensor | None]:
+    """``(summed CE, trained-token count, argmax hits or None)``; the hits come from the same chunk logits."""
     hidden = hidden.reshape(-1, hidden.shape[-1])
     labels = labels.reshape(-1).to(hidden.device)
     index = trained_index(labels, ignore_index)
 
-    def chunk_loss(h: Tensor, idx: Tensor) -> Tensor:
+    def chunk_stats(h: Tensor, idx: Tensor) -> Tensor:
         logits = project(h.index_select(0, idx))  # [n, V] in the compute dtype
         if logit_fp32:
             logits = logits.float()
         if transform is not None:
             logits = transform(logits)
-        return F.cross_entropy(logits, labels.index_select(0, idx), reduction="sum").float()
+        target = labels.index_select(0, idx)
+        loss = F.cross_entropy(logits, target, reduction="sum").float()
+        return torch.stack([loss, (logits.argmax(-1) == target).sum().float()]) if count_hits else loss[None]
 
-    total = torch.stack(map_trained_chunks(chunk_loss, hidden, index, chunk_size)).sum()
-    return total, torch.tensor(index.numel(), device=hidden.device)
+    sums = torch.stack(map_trained_chunks(chunk_stats, hidden, index, chunk_size)).sum(0)
+    return sums[0], torch.tensor(index.numel(), device=hidden.device), sums[1] if count_hits else None
+
+
+def _per_step(total: Tensor, count: Tensor, num_items_in_batch: int | Tensor | None) -> Tensor:
+    """``total`` over the step's trained tokens (``num_items_in_batch``), else over this batch's own count."""
+    denom = count.clamp(min=1) if num_items_in_batch is None else num_items_in_batch
+    return total / (denom.to(total.device) if torch.is_tensor(denom) else denom)
 
 
 def _use_liger(requested: bool, out: HeadOutput) -> bool:
@@ -171,9 +182,8 @@ def causal_lm_loss(
     if _use_liger(use_liger, out):
         total, count = _liger_sum(out.hidden, out.head, labels, ignore_index)
     else:
-        total, count = _chunked_ce(out.hidden, labels, out.head, out.transform, chunk_size, ignore_index)
-    denom = count.clamp(min=1) if num_items_in_batch is None else num_items_in_batch
-    loss = total / (denom.to(total.device) if torch.is_tensor(denom) else denom)
+        total, count, _ = _chunked_ce(out.hidden, labels, out.head, out.transform, chunk_size, ignore_index)
+    loss = _per_step(total, count, num_items_in_batch)
     stats = {"num_tokens": count, "loss_sum": total.detach()}
     if out.aux_loss is not None:
         loss = loss + out.aux_loss.to(loss.device)
@@ -196,22 +206,9 @@ def causal_lm_loss_with_accuracy(
     """
     labels = batch["shift_labels"] if "shift_labels" in batch else shift_labels(batch["labels"], IGNORE_INDEX)
     out = forward_hidden(model, batch)
-    hidden = out.hidden.reshape(-1, out.hidden.shape[-1])
-    labels = labels.reshape(-1).to(hidden.device)
-    index = trained_index(labels, IGNORE_INDEX)
-
-    def chunk_stats(h: Tensor, idx: Tensor) -> Tensor:
-        logits = out.head(h.index_select(0, idx)).float()  # [n, V] fp32, this chunk only
-        if out.transform is not None:
-            logits = out.transform(logits)
-        target = labels.index_select(0, idx)
-        hits = (logits.argmax(-1) == target).sum().float()
-        return torch.stack([F.cross_entropy(logits, target, reduction="sum"), hits])
-
-    total, correct = torch.stack(map_trained_chunks(chunk_stats, hidden, index, chunk_size)).sum(0)
-    count = torch.tensor(index.numel(), device=hidden.device)
-    denom = count.clamp(min=1) if num_items_in_batch is None else num_items_in_batch
-    loss = total / (denom.to(total.device) if torch.is_tensor(denom) else denom)
+    total, count, correct = _chunked_ce(out.hidden, labels, out.head, out.transform, chunk_size, IGNORE_INDEX,
+                                        count_hits=True)
+    loss = _per_step(total, count, num_items_in_batch)
     if out.aux_loss is not None:
         loss = loss + out.aux_loss.to(loss.device)
     return loss, {"num_correct": correct, "num_tokens": count}

@@ -25,12 +25,6 @@ def decoder_layers(model: torch.nn.Module) -> torch.nn.ModuleList | None:
     return layers if isinstance(layers, torch.nn.ModuleList) else None
 
 
-def compile_requested(cfg) -> bool:
-    """``torch_compile``, or a ``torch_compile_backend``/``torch_compile_mode``, which turn it on (as in HF)."""
-    tr = cfg.training
-    return bool(tr.torch_compile or tr.torch_compile_backend or tr.torch_compile_mode)
-
-
 def compile_decoder_layers(model: torch.nn.Module, cfg) -> int:
     """``layer.compile(backend=torch_compile_backend, mode=torch_compile_mode)`` for every decoder layer.
 
@@ -38,7 +32,7 @@ def compile_decoder_layers(model: torch.nn.Module, cfg) -> int:
     compilation itself happens lazily, on the first training step.
     """
     tr = cfg.training
-    if not compile_requested(cfg):
+    if not tr.torch_compile:  # also derived true from torch_compile_backend / torch_compile_mode (config/derive.py)
         return 0
     layers = decoder_layers(model)
     if layers is None:

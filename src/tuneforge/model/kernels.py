@@ -82,9 +82,7 @@ def apply_liger(cfg, model_type: str) -> None:
     functions would split its graphs), and our loss still uses Liger's fused linear cross-entropy.
     """
     check_liger(cfg)
-    from .compile import compile_requested
-
-    if compile_requested(cfg):
+    if cfg.training.torch_compile:
         logger.info("enable_liger_kernel with torch_compile: Liger's fused linear cross-entropy only (the compiled "
                     "layers fuse norms, RoPE and SwiGLU)")
         return

@@ -32,9 +32,9 @@ from torch import Tensor
 
 VARLEN = "tuneforge_varlen"
 logger = logging.getLogger(__name__)
-# The fused kernel and its parameter names, looked up once by register(): the attention function reads plain
-# values, which torch.compile traces without graph breaks (it would trace into functools caches and inspect).
-_FUSED: dict[str, Any] = {}
+# The fused kernel (None: none here) and its parameter names, looked up once by register(), before any model can
+# use VARLEN: the attention function reads plain values, which torch.compile traces without graph breaks.
+_FUSED: dict[str, Any] = {"kernel": None, "params": frozenset()}
 
 
 def register() -> str:
@@ -45,7 +45,8 @@ def register() -> str:
     AttentionInterface.register(VARLEN, varlen_attention_forward)
     AttentionMaskInterface.register(VARLEN, _mask_for_varlen)
     kernel = cuda_varlen_kernel()
-    _FUSED.update(kernel=kernel, params=_kernel_params(kernel) if kernel is not None else frozenset())
+    params = frozenset(inspect.signature(kernel).parameters) if kernel is not None else frozenset()
+    _FUSED.update(kernel=kernel, params=params)
     return VARLEN
 
 
@@ -100,10 +101,8 @@ def varlen_attention_forward(
     scale = query.shape[-1] ** -0.5 if scaling is None else scaling
     q, k, v = _autocast((t[0].transpose(0, 1) for t in (query, key, value)), query.device.type)  # [N, heads, D]
     fused_dtype = q.dtype in (torch.float16, torch.bfloat16)
-    kernel = _FUSED["kernel"] if "kernel" in _FUSED else cuda_varlen_kernel()
-    kernel = kernel if q.is_cuda and dropout == 0.0 and fused_dtype else None
-    if kernel is not None:
-        out = _fused(kernel, q, k, v, cu_seqlens.to(torch.int32), int(kwargs["max_length_q"]), scale)
+    if _FUSED["kernel"] is not None and q.is_cuda and dropout == 0.0 and fused_dtype:
+        out = _fused(q, k, v, cu_seqlens.to(torch.int32), int(kwargs["max_length_q"]), scale)
     else:
         out = _per_sequence(q, k, v, cu_seqlens, scale, dropout if module.training else 0.0)
     return out.unsqueeze(0), None
@@ -118,10 +117,9 @@ def _autocast(tensors, device_type: str) -> list[Tensor]:
     return [t.to(dtype) for t in tensors]
 
 
-def _fused(kernel: Callable[..., Tensor], q: Tensor, k: Tensor, v: Tensor, cu: Tensor, max_len: int,
-           scale: float) -> Tensor:
+def _fused(q: Tensor, k: Tensor, v: Tensor, cu: Tensor, max_len: int, scale: float) -> Tensor:
     """One call of torch's varlen flash kernel; adapts to its signature (torch 2.10/2.11 vs later releases)."""
-    params = _FUSED["params"] if _FUSED.get("kernel") is kernel else _kernel_params(kernel)
+    params = _FUSED["params"]
     kwargs: dict[str, Any] = {}
     if "enable_gqa" in params:
         kwargs["enable_gqa"] = True
@@ -132,12 +130,7 @@ def _fused(kernel: Callable[..., Tensor], q: Tensor, k: Tensor, v: Tensor, cu: T
         kwargs["scale"] = scale
     elif abs(scale - q.shape[-1] ** -0.5) > 1e-12:
         return _per_sequence(q, k, v, cu, scale, 0.0)
-    return kernel(q, k, v, cu, cu, max_len, max_len, **kwargs)
-
-
-@functools.cache
-def _kernel_params(kernel: Callable[..., Tensor]) -> frozenset[str]:
-    return frozenset(inspect.signature(kernel).parameters)
+    return _FUSED["kernel"](q, k, v, cu, cu, max_len, max_len, **kwargs)
 
 
 def _per_sequence(q: Tensor, k: Tensor, v: Tensor, cu: Tensor, scale: float, dropout: float) -> Tensor:
@@ -209,12 +202,12 @@ def _registered_attention_allowed(config: Any) -> bool:
     return bool(getattr(model_class, "_supports_attention_backend", False))
 
 
-def training_attn_implementation(cfg: Any, requested: str | None, config: Any = None) -> str | None:
+def training_attn_implementation(cfg: Any, requested: str | None, config: Any) -> str | None:
     """The attention implementation to train with: :data:`VARLEN` (registered) in place of sdpa/auto when
     batches are flattened and the model's attention is plain causal (see :func:`varlen_supported`); ``requested``
     otherwise (flash-attention reads ``cu_seq_lens`` itself; SDPA gets transformers' block mask, slower)."""
     if requested in (None, "sdpa") and flattens_batches(cfg):
-        if config is not None and not varlen_supported(config, cfg.data.cutoff_len):
+        if not varlen_supported(config, cfg.data.cutoff_len):
             logger.warning("this model's attention is not plain causal attention through transformers' interface "
                            "(sliding window, soft-capping or its own code): packed batches run on SDPA with a block "
                            "mask (exact, slower), unpacked ones padded; flash_attn: fa2 may run them fused")

@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from ..config.schema import Config
 from ..losses import kto_kl_estimate, kto_loss, sft_term
 from . import preference as pref
+from .callbacks import ratio
 from .workflow import prepare, train_and_evaluate
 
 _SIDE_KEYS = ("input_ids", "attention_mask", "labels")
@@ -77,9 +78,9 @@ class KTOLoss:
         for mask, reward_key, logps_key in ((desirable, pref.REWARDS_CHOSEN, pref.LOGPS_CHOSEN),
                                             (~desirable, pref.REWARDS_REJECTED, pref.LOGPS_REJECTED)):
             count = mask.sum()
-            metrics[logps_key] = pref.ratio((logps * mask).sum(), count)
+            metrics[logps_key] = ratio((logps * mask).sum(), count)
             if self.reference.reports_rewards:
-                metrics[reward_key] = pref.ratio((rewards * mask).sum(), count)
+                metrics[reward_key] = ratio((rewards * mask).sum(), count)
         return metrics
 
 

@@ -25,7 +25,6 @@ from torch import Tensor, nn
 
 from ..config.schema import Config
 from ..losses import IGNORE_INDEX, model_token_logps, sequence_logps, sft_term
-from .callbacks import ratio  # noqa: F401  (stages build ratio metrics through this module)
 
 logger = logging.getLogger(__name__)
 

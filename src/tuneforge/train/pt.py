@@ -10,12 +10,11 @@ from .workflow import attn_implementation, prepare, train_and_evaluate
 
 def run(cfg: Config) -> dict[str, Any]:
     from ..data.collator import build_collator
-    from ..model.varlen import flattens_batches, reads_varlen_kwargs
+    from ..model.varlen import flattens_batches
     from .trainer import build_trainer
 
     p = prepare(cfg)
-    attn = attn_implementation(p.model)
-    collator = build_collator(cfg, p.tokenizer, attn_implementation=attn,
-                              padding_free=flattens_batches(cfg) and reads_varlen_kwargs(attn))
+    collator = build_collator(cfg, p.tokenizer, attn_implementation=attn_implementation(p.model),
+                              padding_free=flattens_batches(cfg))
     trainer = build_trainer(cfg, p.model, p.tokenizer, p.data.train, p.data.eval, collator)
     return train_and_evaluate(cfg, trainer, p)

@@ -10,14 +10,13 @@ from .workflow import attn_implementation, prepare, train_and_evaluate
 
 def run(cfg: Config) -> dict[str, Any]:
     from ..data.collator import build_collator
-    from ..model.varlen import flattens_batches, reads_varlen_kwargs
+    from ..model.varlen import flattens_batches
     from .trainer import build_trainer
 
     p = prepare(cfg)
     generate = cfg.evaluation.predict_with_generate
-    attn = attn_implementation(p.model)
-    collator = build_collator(cfg, p.tokenizer, attn_implementation=attn,
-                              padding_free=flattens_batches(cfg) and reads_varlen_kwargs(attn))
+    collator = build_collator(cfg, p.tokenizer, attn_implementation=attn_implementation(p.model),
+                              padding_free=flattens_batches(cfg))
     # generation-ready eval rows (prompt only) cannot give an eval loss: they are predicted after training
     eval_rows = None if generate else p.data.eval
     trainer = build_trainer(cfg, p.model, p.tokenizer, p.data.train, eval_rows, collator)

@@ -141,7 +141,7 @@ class TuneforgeTrainer(Seq2SeqTrainer):
             self.meter.add_batch(inputs)
         # The whole loss under mixed precision, not only model.forward (which accelerate wraps): with fp32 master
         # weights (full fine-tuning) the output head would otherwise run its [tokens × vocab] matmuls in fp32.
-        with self.accelerator.autocast(), self._adapters_in_compute_dtype(model, training):
+        with self.accelerator.autocast(), self._adapters_in_compute_dtype(model):
             if not training and self.compute_accuracy and self.uses_default_loss:
                 loss, stats = causal_lm_loss_with_accuracy(model, inputs, num_items_in_batch,
                                                            chunk_size=self.chunk_size)
@@ -163,20 +163,20 @@ class TuneforgeTrainer(Seq2SeqTrainer):
             return super().training_step(model, inputs, *args, **kwargs)
 
     @contextmanager
-    def _adapters_in_compute_dtype(self, model: nn.Module, training: bool = False) -> Iterator[None]:
+    def _adapters_in_compute_dtype(self, model: nn.Module) -> Iterator[None]:
         """Under mixed precision, PEFT's adapters take their input as it comes (bf16) instead of casting it to
         their fp32 weights first: autocast casts it straight back for the matmul, so each adapter would pay two
         full copies of its input for nothing (about 0.2 s a step on a 7B model at 16K tokens). Same values, same
-        gradients. The flag is PEFT's own (its ``helpers.disable_input_dtype_casting``), restored on exit.
-        ``training``: already inside :meth:`training_step`'s context (nothing to do)."""
-        if training or not self.accelerator.native_amp:
+        gradients. The flag is PEFT's own (its ``helpers.disable_input_dtype_casting``), restored on exit; nesting
+        (evaluation inside a step, or ``compute_loss`` inside :meth:`training_step`) is harmless."""
+        if not self.accelerator.native_amp:
             yield
             return
         if self._tuner_layers is None:
             from peft.tuners.tuners_utils import BaseTunerLayer
 
-            self._tuner_layers = [m for m in model.modules() if isinstance(m, BaseTunerLayer)]
-            self._tuner_layers = [m for m in self._tuner_layers if hasattr(m, "cast_input_dtype_enabled")]
+            self._tuner_layers = [m for m in model.modules()
+                                  if isinstance(m, BaseTunerLayer) and hasattr(m, "cast_input_dtype_enabled")]
         saved = [layer.cast_input_dtype_enabled for layer in self._tuner_layers]
         for layer in self._tuner_layers:
             layer.cast_input_dtype_enabled = False

@@ -141,7 +141,6 @@ def padding_free_inactive(ctx: Ctx) -> Iterator[Finding]:
 @rule("notice")
 def liger_kernels_under_compile(ctx: Ctx) -> Iterator[Finding]:
     """With torch_compile, inductor fuses what Liger's norm/RoPE/SwiGLU kernels would; only its fused CE stays."""
-    compiling = ctx.tr.torch_compile or ctx.tr.torch_compile_backend or ctx.tr.torch_compile_mode
-    if ctx.cfg.model.enable_liger_kernel and compiling:
+    if ctx.cfg.model.enable_liger_kernel and ctx.tr.torch_compile:
         yield "enable_liger_kernel", "with torch_compile only Liger's fused linear cross-entropy is used; the " \
                                      "compiled layers fuse norms, RoPE and SwiGLU themselves"
