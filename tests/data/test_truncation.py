@@ -15,7 +15,7 @@ from datasets import Dataset
 
 from tuneforge.config.loader import resolve
 from tuneforge.data.messages import IGNORE_INDEX
-from tuneforge.data.processors import ProcessStats, process
+from tuneforge.data.processors import PREDICT, ProcessStats, process
 from tuneforge.data.processors.seqlen import Guard, fit_turn
 from tuneforge.data.templates import get_template
 
@@ -124,7 +124,7 @@ def test_kto_multiturn_truncation(tiny_tokenizer, chatml, cutoff):
 def test_ppo_and_predict_prompts_keep_the_question(tiny_tokenizer, chatml, cutoff):
     tok, prompt = tiny_tokenizer, multiturn()
     reference = "The sky is blue."
-    for stage, key in (("ppo", None), ("sft", "predict")):
+    for stage, key in (("ppo", None), ("sft", PREDICT)):
         out = process(Dataset.from_list([row(prompt, [reference])]), cfg(stage, cutoff), tok, chatml, key=key)[0]
         dropped, kept_prompt, kept_reply = expected_lengths(tok, prompt, len(reply_ids(tok, reference)), cutoff)
         check_prompt(tok, out["input_ids"], prompt, dropped, kept_prompt)
