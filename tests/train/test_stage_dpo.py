@@ -19,8 +19,8 @@ from trainkit import make_cfg
 from tuneforge.data.collator import PairwiseCollator
 from tuneforge.losses import orpo_loss, simpo_loss
 from tuneforge.testing import PAD_ID
-from tuneforge.train.stages import preference as pref
 from tuneforge.train import stage_runner
+from tuneforge.train.stages import preference as pref
 from tuneforge.train.stages.dpo import DPOLoss
 
 DATA_DIR = Path(__file__).resolve().parents[2] / "data"
