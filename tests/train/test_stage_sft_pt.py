@@ -29,9 +29,11 @@ def _config(model_dir: Path, out: Path, **extra) -> dict:
 
 
 def _train(config: dict) -> dict:
+    from tuneforge.commands.runner import stage_hooks
+
     res = resolve(config, environ={})
     assert res.errors == [], res.errors
-    return stage_runner(res.config.finetuning.stage)(res.config)
+    return stage_runner(res.config.finetuning.stage)(res.config, **stage_hooks(res.config))
 
 
 def _log(out: Path) -> list[dict]:

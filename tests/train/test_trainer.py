@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from trainkit import IdCollator, ParamSnapshots, counting_rows, make_cfg, random_rows, same_params, step_logs
 
 from tuneforge.testing import build_tiny_model
+from tuneforge.train.core.loss import FunctionLoss
 from tuneforge.train.core.trainer import build_trainer, build_training_args
 
 
@@ -131,7 +132,7 @@ def test_loss_runs_under_mixed_precision(tmp_path, tokenizer):
 
     cfg = make_cfg(tmp_path / "out", bf16=True, max_steps=1)
     trainer = build_trainer(cfg, build_tiny_model(seed=0), tokenizer, random_rows(4), None, IdCollator(),
-                            compute_loss=loss_fn)
+                            compute_loss=FunctionLoss(loss_fn))
     trainer.train()
     assert seen == [(True, torch.bfloat16)] * len(seen) and seen
 
@@ -164,7 +165,7 @@ def test_adapters_skip_the_fp32_input_cast_under_autocast(tmp_path, tokenizer):
 
     handles = [m.register_forward_hook(record) for m in model.modules() if hasattr(m, "cast_input_dtype_enabled")]
     trainer = build_trainer(make_cfg(tmp_path / "out", bf16=True, max_steps=1), model, tokenizer, random_rows(4),
-                            None, IdCollator(), compute_loss=loss_fn)
+                            None, IdCollator(), compute_loss=FunctionLoss(loss_fn))
     trainer.train()
     for handle in handles:
         handle.remove()

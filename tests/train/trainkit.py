@@ -13,6 +13,7 @@ from transformers import TrainerCallback
 from tuneforge.config.loader import resolve
 from tuneforge.data.collator import PaddingCollator
 from tuneforge.testing import PAD_ID
+from tuneforge.train.core.loss import StageLoss
 
 BASE_KEYS = {
     "stage": "sft",
@@ -68,7 +69,7 @@ class IdCollator:
         return batch
 
 
-class RecordingLoss:
+class RecordingLoss(StageLoss):
     """The default causal-LM loss, recording the sample ids of every training micro-batch.
 
     ``poison(step)`` returns True for optimizer steps whose loss should be made NaN (``trainer`` must be set).

@@ -36,6 +36,7 @@ class StageSpec:
     best_model: bool = True
     train_only: bool = False
     generates: bool = False
+    predicts: bool = False
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ import importlib.util
 from typing import Any
 
 from ..infer.errors import InferError
-from ..infer.runner import run_command
+from .runner import run_command
 
 
 def _api(cfg: Any, _args: argparse.Namespace) -> int:

@@ -10,7 +10,7 @@ import argparse
 import sys
 from typing import Any
 
-from ..infer.runner import run_command
+from .runner import run_command
 
 
 def _chat(cfg: Any, _args: argparse.Namespace) -> int:

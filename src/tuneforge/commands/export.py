@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from ..infer.runner import run_command
+from .runner import run_command
 
 
 def _export(cfg: Any, args: argparse.Namespace) -> int:

@@ -11,7 +11,7 @@ import json
 import sys
 from typing import Any
 
-from ..infer.runner import run_command
+from .runner import run_command
 
 
 def _predict(cfg: Any, _args: argparse.Namespace) -> int:

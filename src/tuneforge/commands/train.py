@@ -35,8 +35,9 @@ def _run(args: argparse.Namespace) -> int:
         return relaunch(cfg.env, ["train", *([args.config] if args.config else []), *args.overrides])
     setup_logging(cfg.env.TUNEFORGE_VERBOSITY)
     from ..train import stage_runner
+    from .runner import stage_hooks
 
-    metrics = stage_runner(cfg.finetuning.stage)(cfg)
+    metrics = stage_runner(cfg.finetuning.stage)(cfg, **stage_hooks(cfg))
     if "interrupted_by" in metrics:
         sys.stderr.write(f"stopped by {metrics['interrupted_by']}; resume with resume_from_checkpoint=true\n")
     return 0

@@ -22,8 +22,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..model.forward import HeadOutput, forward_hidden
 from ._chunked import map_trained_chunks, trained_index
-from ._model import HeadOutput, forward_hidden
 
 IGNORE_INDEX = -100
 
@@ -155,7 +155,7 @@ def causal_lm_loss(
     """Next-token loss of a causal LM on ``batch``, normalised by the trained-token count of the whole step.
 
     Runs ``model`` (plain HF, PEFT-wrapped, DDP/DeepSpeed-wrapped) for its last hidden state only (see
-    :func:`._model.forward_hidden`) and computes :func:`chunked_cross_entropy` through its output head.
+    :func:`tuneforge.model.forward.forward_hidden`) and computes :func:`chunked_cross_entropy` through its output head.
 
     Args:
         model: the causal LM as the trainer holds it.

@@ -19,8 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..model.forward import forward_hidden
 from ._chunked import map_trained_chunks, trained_index
-from ._model import forward_hidden
 from .ce import IGNORE_INDEX, shift_labels
 
 

@@ -24,7 +24,7 @@ import torch
 from torch import Tensor, nn
 from transformers import TrainerCallback
 
-from ..losses._model import forward_hidden, unwrap_causal_lm
+from .forward import forward_hidden, unwrap_causal_lm
 
 logger = logging.getLogger(__name__)
 
@@ -100,7 +100,7 @@ def score_last_tokens(lm: nn.Module, head: ValueHead, batch: Mapping[str, Any]) 
     """``[B]`` fp32 scores: ``head`` on ``lm``'s last hidden state at each row's last real token.
 
     ``lm`` is called through its outer wrapper (DDP gradient sync, PEFT) and never builds full-vocabulary logits
-    (see :func:`tuneforge.losses._model.forward_hidden`). Rows without ``attention_mask`` score their last position.
+    (see :func:`tuneforge.model.forward.forward_hidden`). Rows without ``attention_mask`` score their last position.
     """
     hidden = forward_hidden(lm, batch).hidden  # [B, T, H]
     mask = batch.get("attention_mask")

@@ -42,33 +42,17 @@ from .checkpoints import (
     stop_on_signals,
     verify_resume,
 )
+from .loss import StageLoss, TokenLoss
 from .plots import plot_keys, plot_loss
 from .records import CONFIG_FILE, RunRecord, config_yaml, write_config
 
 logger = logging.getLogger(__name__)
-
-# compute_loss(model, batch, num_items_in_batch) -> (loss, metrics). The loss must already be normalised over the
-# whole optimizer step: divided by num_items_in_batch when it is given (trained tokens of every micro-batch of the
-# step, on all ranks); when it is None, a per-micro-batch mean, which the trainer divides by the micro-batch count.
-DeriveFn = Callable[[dict[str, float]], dict[str, float]]
-LossFn = Callable[[nn.Module, dict[str, Any], "Tensor | int | None"], tuple[Tensor, dict[str, Any]]]
 
 # transformers keys we never pass: the model loader owns checkpointing and compilation (per decoder layer, see
 # model/compile.py), run_training owns resuming.
 _NOT_PASSED = ("gradient_checkpointing", "gradient_checkpointing_kwargs", "activation_checkpointing",
                "activation_checkpointing_kwargs", "resume_from_checkpoint", "torch_compile", "torch_compile_backend",
                "torch_compile_mode")
-
-
-def default_loss(chunk_size: int = 1024, use_liger: bool = False) -> LossFn:
-    """:func:`tuneforge.losses.ce.causal_lm_loss` in the ``LossFn`` shape."""
-    from ...losses.ce import causal_lm_loss
-
-    def loss_fn(model: nn.Module, batch: dict[str, Any], num_items_in_batch: Tensor | int | None):
-        return causal_lm_loss(model, batch, num_items_in_batch=num_items_in_batch, chunk_size=chunk_size,
-                              use_liger=use_liger)
-
-    return loss_fn
 
 
 def _perplexity(loss: float) -> float:
@@ -95,7 +79,7 @@ class TuneforgeTrainer(Seq2SeqTrainer):
     not divide by the accumulation steps again).
 
     Args (besides ``Seq2SeqTrainer``'s):
-        loss_fn: a stage's loss (see :data:`LossFn`); its metrics are logged as means since the last log.
+        loss_fn: a stage's :class:`~.loss.StageLoss`; its metrics are logged as means since the last log.
         compute_accuracy: add ``eval_accuracy`` (token accuracy) with the default loss.
         record_vram: add ``vram_allocated``/``vram_reserved`` to ``trainer_log.jsonl``.
         chunk_size, use_liger: passed to the default loss.
@@ -103,20 +87,19 @@ class TuneforgeTrainer(Seq2SeqTrainer):
 
     loss_is_scaled_for_ga = True
 
-    def __init__(self, *args: Any, loss_fn: LossFn | None = None, compute_accuracy: bool = False,
-                 record_vram: bool = False, chunk_size: int = 1024, use_liger: bool = False,
-                 per_example_loss: bool = False, derive_metrics: DeriveFn | None = None, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, loss_fn: StageLoss | None = None, compute_accuracy: bool = False,
+                 record_vram: bool = False, chunk_size: int = 1024, use_liger: bool = False, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self.loss_fn = loss_fn or TokenLoss(chunk_size, use_liger)
         # Token-normalised losses need HF's item count; per-example ones (rm/dpo/kto: a mean over the micro-batch's
         # examples) get None and HF divides by the accumulation steps (LLaMA-Factory sets the same flag there).
-        self.model_accepts_loss_kwargs = not per_example_loss
+        self.model_accepts_loss_kwargs = not self.loss_fn.per_example
         self.uses_default_loss = loss_fn is None
         self._tuner_layers: list[nn.Module] | None = None
-        self.loss_fn = loss_fn or default_loss(chunk_size, use_liger)
         self.compute_accuracy = compute_accuracy
         self.chunk_size = chunk_size
         pad_id = getattr(self.processing_class, "pad_token_id", None)
-        self.meter = RunMeter(self._sum_over_processes, pad_id, derive=derive_metrics)
+        self.meter = RunMeter(self._sum_over_processes, pad_id, derive=self.loss_fn.derive_metrics)
         self.guard = NonFiniteGuard(self._sum_over_processes)
         self.checkpointing = CheckpointCallback()
         for callback in (self.guard, self.checkpointing, self.meter, TrainerLogWriter(record_vram)):
@@ -270,7 +253,7 @@ def build_trainer(
     eval_dataset: Any,
     data_collator: Callable[[list[dict[str, Any]]], dict[str, Any]],
     *,
-    compute_loss: LossFn | None = None,
+    compute_loss: StageLoss | None = None,
     callbacks: Iterable[TrainerCallback] = (),
 ) -> TuneforgeTrainer:
     """A :class:`TuneforgeTrainer` for ``cfg`` (seeded; LoRA+ groups and early stopping when configured).
@@ -282,9 +265,8 @@ def build_trainer(
         train_dataset, eval_dataset: map-style datasets of processed rows (``eval_dataset`` may be a dict of them
             or None).
         data_collator: rows → batch dict (``input_ids``, ``labels``, ...).
-        compute_loss: the stage's :data:`LossFn`; None uses the chunked causal-LM loss. A loss object may declare
-            ``per_example = True`` (a mean over the micro-batch's examples, as rm/dpo/kto: not token-normalised)
-            and ``derive_metrics`` (logged metrics -> more metrics, see :class:`RunMeter`).
+        compute_loss: the stage's :class:`~.loss.StageLoss`; None uses :class:`~.loss.TokenLoss` (chunked
+            causal-LM cross-entropy).
         callbacks: extra ``TrainerCallback`` objects.
     """
     args = build_training_args(cfg)
@@ -294,8 +276,7 @@ def build_trainer(
         eval_dataset=eval_dataset, processing_class=tokenizer, callbacks=list(callbacks),
         optimizers=(_loraplus_optimizer(cfg, model, args), None), loss_fn=compute_loss,
         compute_accuracy=cfg.finetuning.compute_accuracy, record_vram=cfg.env.RECORD_VRAM,
-        use_liger=cfg.model.enable_liger_kernel, per_example_loss=getattr(compute_loss, "per_example", False),
-        derive_metrics=getattr(compute_loss, "derive_metrics", None),
+        use_liger=cfg.model.enable_liger_kernel,
     )  # fmt: skip
     if cfg.finetuning.early_stopping_steps:
         trainer.add_callback(EarlyStoppingCallback(early_stopping_patience=cfg.finetuning.early_stopping_steps))

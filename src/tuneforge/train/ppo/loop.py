@@ -49,8 +49,8 @@ from ...losses import (
     score_norm,
     whiten,
 )
-from ...losses._model import backbone_of, unwrap_causal_lm
 from ...losses.ce import IGNORE_INDEX
+from ...model.forward import backbone_of, unwrap_causal_lm
 
 VALUE_COEF = 0.1  # weight of the value loss in the optimised loss (TRL's vf_coef)
 INIT_KL_COEF = 0.2  # β_0 of the adaptive controller

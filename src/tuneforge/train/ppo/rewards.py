@@ -188,7 +188,7 @@ def _trainable_kept(model: nn.Module) -> Iterator[None]:
 
 def on_device(model: nn.Module, device: torch.device) -> nn.Module:
     """``model.to(device)``, except for bitsandbytes models, which were placed when loaded and cannot move."""
-    from ...losses._model import unwrap_causal_lm
+    from ...model.forward import unwrap_causal_lm
     from ...model.quantization import is_quantized
 
     return model if is_quantized(unwrap_causal_lm(model)) else model.to(device)

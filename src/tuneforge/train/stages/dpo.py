@@ -23,11 +23,12 @@ from torch import Tensor, nn
 from ...catalog import LOSSES
 from ...config.schema import Config
 from ...losses import PREF_LOSSES, RunningMoments, bco_loss, dpo_rewards, mix_bco
+from ..core.loss import StageLoss
 from ..core.workflow import prepare, train_and_evaluate
 from . import preference as pref
 
 
-class DPOLoss:
+class DPOLoss(StageLoss):
     """The ``compute_loss`` of stage dpo: ``(mean loss over the micro-batch's pairs, metrics)``.
 
     Metrics (LLaMA-Factory's names): ``rewards/chosen``, ``rewards/rejected``, ``rewards/accuracies``,
@@ -36,7 +37,7 @@ class DPOLoss:
     ``odds_ratio_loss``. ``logits/*`` are not reported: full-vocabulary logits are never built.
     """
 
-    per_example = True  # a mean over the micro-batch's pairs (build_trainer reads it)
+    per_example = True  # a mean over the micro-batch's pairs
 
     def __init__(self, cfg: Config, reference: pref.Reference) -> None:
         ft = cfg.finetuning

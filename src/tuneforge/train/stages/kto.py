@@ -17,6 +17,7 @@ from torch import Tensor, nn
 from ...config.schema import Config
 from ...losses import kto_kl_estimate, kto_loss, sft_term
 from ..core.callbacks import ratio
+from ..core.loss import StageLoss
 from ..core.workflow import prepare, train_and_evaluate
 from . import preference as pref
 
@@ -35,7 +36,7 @@ def margins(metrics: dict[str, float]) -> dict[str, float]:
     return {}
 
 
-class KTOLoss:
+class KTOLoss(StageLoss):
     """The ``compute_loss`` of stage kto: ``(mean KTO loss over the micro-batch, metrics)``.
 
     A per-example loss (``per_example``); ``rewards/margins`` is derived from the logged means (``margins``).
@@ -46,8 +47,10 @@ class KTOLoss:
     evaluation-only run the rewards are 0 and left out.
     """
 
-    per_example = True  # a mean over the micro-batch's examples (build_trainer reads it)
-    derive_metrics = staticmethod(margins)
+    per_example = True  # a mean over the micro-batch's examples
+
+    def derive_metrics(self, logged: dict[str, float]) -> dict[str, float]:
+        return margins(logged)
 
     def __init__(self, cfg: Config, reference: pref.Reference) -> None:
         ft = cfg.finetuning

@@ -8,7 +8,7 @@ and the set-up of the reference model.
 * :func:`sequence_stats` / :func:`pair_logps` - chunked log-probabilities (never a full-vocabulary fp32
   ``log_softmax``) summed or length-averaged per sequence, LD-DPO weighting, split into chosen/rejected halves.
 * :func:`prepare_reference` - dropout off in policy and reference, a separate reference frozen on the device.
-  Per-example loss averaging is ``build_trainer(per_example_loss=True)`` (LLaMA-Factory turns
+  Per-example loss averaging is ``StageLoss.per_example = True`` (LLaMA-Factory turns
   ``model_accepts_loss_kwargs`` off for these stages); exact ``Σ/count`` metrics are
   :func:`~tuneforge.train.core.callbacks.ratio` values, which every trainer's meter folds.
 """
@@ -196,7 +196,7 @@ def disable_dropout(model: nn.Module) -> int:
 def prepare_reference(trainer: Any, reference: Reference | None = None) -> None:
     """Dropout off in policy and reference; a separate reference model on the training device, frozen.
 
-    (The per-example loss averaging every preference stage needs is ``build_trainer(per_example_loss=True)``.)
+    (The per-example loss averaging every preference stage needs is ``StageLoss.per_example = True``.)
     """
     if reference is None:
         return

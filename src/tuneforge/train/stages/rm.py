@@ -28,6 +28,7 @@ from ...model.value_head import (
     sequence_scores,
     strip_value_head,
 )
+from ..core.loss import StageLoss
 from ..core.workflow import Prepared, prepare, train_and_evaluate
 from . import preference as pref
 
@@ -35,13 +36,14 @@ logger = logging.getLogger(__name__)
 PREDICTIONS_FILE = "generated_predictions.jsonl"
 
 
-def reward_loss(model: nn.Module, batch: dict[str, Any], num_items_in_batch: Any) -> tuple[Tensor, dict]:
-    """The ``compute_loss`` of stage rm on a 2n pair batch: ``(mean pairwise loss, {"accuracy": [n]})``."""
-    chosen, rejected = sequence_scores(model, batch).chunk(2)
-    return pairwise_reward_loss(chosen, rejected).mean(), {pref.ACCURACY: pairwise_accuracy(chosen, rejected)}
+class RewardLoss(StageLoss):
+    """The loss of stage rm on a 2n pair batch: ``(mean pairwise loss, {"accuracy": [n]})``."""
 
+    per_example = True  # a mean over the micro-batch's pairs
 
-reward_loss.per_example = True  # a mean over the micro-batch's pairs (build_trainer reads it)
+    def __call__(self, model: nn.Module, batch: dict[str, Any], num_items_in_batch: Any) -> tuple[Tensor, dict]:
+        chosen, rejected = sequence_scores(model, batch).chunk(2)
+        return pairwise_reward_loss(chosen, rejected).mean(), {pref.ACCURACY: pairwise_accuracy(chosen, rejected)}
 
 
 def _initial_head(cfg: Config, model: nn.Module) -> None:
@@ -94,7 +96,7 @@ def run(cfg: Config) -> dict[str, Any]:
     attach_value_head(p.model)
     _initial_head(cfg, p.model)
     trainer = build_trainer(cfg, p.model, p.tokenizer, p.data.train, p.data.eval, build_collator(cfg, p.tokenizer),
-                            compute_loss=reward_loss,
+                            compute_loss=RewardLoss(),
                             callbacks=[ValueHeadCallback(cfg.training.resume_from_checkpoint)])
     metrics = train_and_evaluate(cfg, trainer, p)
     if cfg.training.do_train and "interrupted_by" not in metrics:

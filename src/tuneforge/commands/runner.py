@@ -1,4 +1,5 @@
-"""What the chat / export / api / predict commands share: resolve the config, log to stderr, map errors to exit 2."""
+"""What the commands share above train and infer: resolve the config, log to stderr, map errors to exit 2 (chat,
+export, api, predict), and what a stage is handed from the layers above it (``stage_hooks``)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from typing import Any
 def run_command(args: argparse.Namespace, body: Callable[[Any, argparse.Namespace], int]) -> int:
     """Resolve ``args`` (exit 2 on config errors, warnings shown on stderr), set up logging, run ``body(cfg, args)``;
     an ``InferError`` or any other user error of the project prints its message and returns 2."""
-    from ..commands.common import resolve_or_exit, run_guarded, setup_logging
+    from .common import resolve_or_exit, run_guarded, setup_logging
 
     def guarded(ns: argparse.Namespace) -> int:
         res = resolve_or_exit(ns)
@@ -26,3 +27,15 @@ def run_command(args: argparse.Namespace, body: Callable[[Any, argparse.Namespac
         return body(res.config, ns)
 
     return run_guarded(guarded, args)
+
+
+def stage_hooks(cfg: Any) -> dict[str, Any]:
+    """Keyword arguments the commands layer gives a stage's ``run``: a predictor for stages that generate
+    predictions after training (catalog ``predicts``), so that ``train`` never imports ``infer``."""
+    from ..catalog import stage
+
+    if not stage(cfg.finetuning.stage).predicts:
+        return {}
+    from ..infer.predict import predict_and_save
+
+    return {"predict": predict_and_save}
