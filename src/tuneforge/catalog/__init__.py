@@ -47,6 +47,7 @@ class LossSpec:
     reference_free: bool
     length_averaged: bool
     paper: str
+    adds_sft: bool = False
     kwargs: dict[str, str] = field(default_factory=dict)
 
     @property

@@ -77,7 +77,8 @@ def no_warmup_long_run(ctx: Ctx) -> Iterator[Finding]:
 
 @rule("warning")
 def packing_cross_attention(ctx: Ctx) -> Iterator[Finding]:
-    if ctx.stage == "sft" and ctx.data.packing and not ctx.data.neat_packing:
+    spec = stage(ctx.stage)  # conversations packed together (raw text is one stream anyway)
+    if spec.packable and spec.needs_response and ctx.data.packing and not ctx.data.neat_packing:
         yield "packing", "packing lets packed examples attend to each other (cross-contamination); " \
                          "neat_packing: true keeps them apart at the same speed"
 

@@ -30,8 +30,8 @@ def packing_stage(ctx: Ctx) -> Iterator[Finding]:
 
 @rule("error")
 def predict_needs_generate(ctx: Ctx) -> Iterator[Finding]:
-    if ctx.stage == "sft" and ctx.ev.do_predict and not ctx.ev.predict_with_generate:
-        yield "do_predict", "do_predict in sft writes generated text: also set predict_with_generate: true"
+    if stage(ctx.stage).predicts and ctx.ev.do_predict and not ctx.ev.predict_with_generate:
+        yield "do_predict", f"do_predict in {ctx.stage} writes generated text: also set predict_with_generate: true"
 
 
 @rule("error")
@@ -43,7 +43,7 @@ def best_model_stage(ctx: Ctx) -> Iterator[Finding]:
 @rule("error")
 def ppo_requirements(ctx: Ctx) -> Iterator[Finding]:
     """PPO trains from rollouts scored by a reward model."""
-    if ctx.stage != "ppo":
+    if "reward_model" not in stage(ctx.stage).keys:  # the stage that trains against a reward model
         return
     if not ctx.ft.reward_model:
         yield "reward_model", "stage ppo needs reward_model (a reward model path, adapter, or an API URL)"

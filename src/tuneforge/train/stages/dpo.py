@@ -44,7 +44,7 @@ class DPOLoss(StageLoss):
         self.name, self.beta, self.ftx, self.ld_alpha = ft.pref_loss, ft.pref_beta, ft.pref_ftx, ft.ld_alpha
         self.reference = reference
         spec = LOSSES[self.name]
-        self.average = spec.length_averaged
+        self.average, self.adds_sft = spec.length_averaged, spec.adds_sft
         # the loss catalog says which config keys feed which keyword of the loss function
         self.kwargs: dict[str, float] = {"beta": self.beta}
         self.kwargs.update({keyword: getattr(ft, key) for keyword, key in spec.kwargs.items()})
@@ -66,7 +66,7 @@ class DPOLoss(StageLoss):
                 losses = mix_bco(losses, self._bco(*args, training=model.training), self.bco_weight)
             chosen, rejected = dpo_rewards(*args, self.beta)
         metrics = self._metrics(policy, chosen, rejected)
-        if self.name == "orpo":
+        if self.adds_sft:  # ORPO: odds-ratio term + its own SFT half
             metrics.update(sft_loss=policy.sft.detach(), odds_ratio_loss=(losses / self.beta).detach())
             losses = losses + policy.sft
         if self.ftx > 0:
