@@ -4,7 +4,7 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip
 TEST_WORKERS ?= 2
 
-.PHONY: install demo test lint docs clean
+.PHONY: install demo test test-fast lint docs clean
 
 install: $(VENV)/.installed
 
@@ -21,6 +21,10 @@ demo: install
 
 test: install
 	OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 $(VENV)/bin/pytest -n $(TEST_WORKERS) tests
+
+# the developer tier: everything but the end-to-end runs marked slow
+test-fast: install
+	OMP_NUM_THREADS=1 HF_HUB_OFFLINE=1 $(VENV)/bin/pytest -n $(TEST_WORKERS) -m "not slow" tests
 
 lint: install
 	$(VENV)/bin/ruff check src tests scripts bench data

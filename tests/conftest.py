@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from shared_models import SHARED_MODELS, require_shared, shared_model_dirs, shared_tokenizer_dirs  # noqa: F401
+from shared_models import NAMES, SHARED_MODELS, require_shared, shared_model_dirs, shared_tokenizer_dirs  # noqa: F401
 
 
 @pytest.fixture(autouse=True)
@@ -49,3 +49,29 @@ def tiny_qwen2_model_dir(tmp_path_factory) -> Path:
     from tuneforge.testing import save_tiny_model
 
     return save_tiny_model(tmp_path_factory.mktemp("tiny-qwen2"), arch="qwen2", seed=0)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark ``shared`` every test of a module that reaches for ../shared/models (``-m "not shared"`` runs the rest)."""
+    for item in items:
+        module = getattr(item, "module", None)
+        if module is not None and any(name in vars(module) for name in NAMES):
+            item.add_marker(pytest.mark.shared)
+
+
+_SKIPPED_SHARED: list[str] = []
+
+
+def pytest_runtest_logreport(report):
+    if report.skipped and "shared" in report.keywords:
+        _SKIPPED_SHARED.append(report.nodeid)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Under TUNEFORGE_REQUIRE_SHARED=1 (CI) a skipped ``shared`` test fails the run: it must run there."""
+    from shared_models import REQUIRED
+
+    if REQUIRED and _SKIPPED_SHARED:
+        session.exitstatus = 1
+        print(f"\nTUNEFORGE_REQUIRE_SHARED=1 but {len(_SKIPPED_SHARED)} shared test(s) were skipped: "
+              + ", ".join(_SKIPPED_SHARED[:5]))
