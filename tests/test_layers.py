@@ -22,9 +22,7 @@ def _imported_layers(path: Path) -> set[str]:
     for dots, name, absolute in IMPORT.findall(path.read_text()):
         if absolute:
             found.add(absolute)
-        elif dots == "tuneforge.":
-            found.add(name)
-        elif len(dots) == len(layer_dir):  # relative import that climbs to the package root
+        elif dots == "tuneforge." or len(dots) == len(layer_dir):
             found.add(name)
     return found & set(ORDER)
 
