@@ -13,11 +13,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 
 from .messages import IGNORE_INDEX
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase as Tokenizer
+
+    from ..config.schema import Config
 
 Feature = dict[str, Any]
 PACKED_KEYS = ("input_ids", "labels", "position_ids", "seq_lens")
@@ -254,8 +259,8 @@ def _as_packed_row(feature: Feature) -> Feature:
     return {"input_ids": feature["input_ids"], "labels": labels, "position_ids": list(range(n)), "seq_lens": [n]}
 
 
-def build_collator(cfg: Any, tokenizer: Any, *, attn_implementation: str = "sdpa", for_generation: bool = False,
-                   padding_free: bool = False):
+def build_collator(cfg: Config, tokenizer: Tokenizer, *, attn_implementation: str = "sdpa",
+                   for_generation: bool = False, padding_free: bool = False):
     """The collator for the configured stage and data layout (``cfg.finetuning.stage``, ``cfg.data.packing``).
 
     Packed rows under ``neat_packing`` are flattened into one padding-free row with varlen kwargs for a kernel

@@ -7,13 +7,18 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from ..config.schema import Config
 from .loader import load_aligned
 from .processors import ProcessStats, process
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase as Tokenizer
+
+    from .templates.base import Template
 
 UNLIMITED = 1_000_000
 PERCENTILES = (50, 90, 95, 99, 99.9)
@@ -35,7 +40,7 @@ def _unpacked(cfg: Config, **data_changes: Any) -> Config:
     return dataclasses.replace(cfg, data=data)
 
 
-def processed_rows(cfg: Config, tokenizer: Any, template: Any, *, limit: int | None = None,
+def processed_rows(cfg: Config, tokenizer: Tokenizer, template: Template, *, limit: int | None = None,
                    cutoff_len: int | None = None) -> tuple[Any, ProcessStats]:
     """The training rows after tokenization (first ``limit`` examples of each dataset when given)."""
     changes: dict[str, Any] = {"val_size": 0.0}

@@ -13,7 +13,7 @@ import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from datasets import Dataset, DatasetDict, IterableDataset, load_from_disk
 
@@ -21,6 +21,11 @@ from ..config.schema import Config
 from .loader import load_aligned
 from .processors import ProcessStats, process, processor_key
 from .registry import RegistryError, get_dataset_attr
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase as Tokenizer
+
+    from .templates.base import Template
 
 logger = logging.getLogger(__name__)
 AnyDataset = Dataset | IterableDataset
@@ -61,7 +66,7 @@ def data_fingerprints(cfg: Config) -> dict[str, str]:
     return out
 
 
-def settings_fingerprint(cfg: Config, tokenizer: Any, template: Any) -> str:
+def settings_fingerprint(cfg: Config, tokenizer: Tokenizer, template: Template) -> str:
     """A hash of everything that changes the tokenized rows: tokenizer vocab, template and data settings."""
     data = cfg.data
     keys = {
@@ -75,7 +80,7 @@ def settings_fingerprint(cfg: Config, tokenizer: Any, template: Any) -> str:
     return hashlib.sha256(json.dumps(keys, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-def _process_one(ds: AnyDataset, cfg: Config, tokenizer: Any, template: Any, key: str, label: str,
+def _process_one(ds: AnyDataset, cfg: Config, tokenizer: Tokenizer, template: Template, key: str, label: str,
                  summary: list[str]) -> AnyDataset:
     if isinstance(ds, IterableDataset):
         from .streaming import process_stream
@@ -88,7 +93,7 @@ def _process_one(ds: AnyDataset, cfg: Config, tokenizer: Any, template: Any, key
     return out
 
 
-def _process_eval(eval_part: Any, cfg: Config, tokenizer: Any, template: Any, summary: list[str]) -> Any:
+def _process_eval(eval_part: Any, cfg: Config, tokenizer: Tokenizer, template: Template, summary: list[str]) -> Any:
     if eval_part is None:
         return None
     key = processor_key(cfg, for_generation=bool(cfg.evaluation.predict_with_generate))
@@ -125,7 +130,7 @@ def _save(bundle: DatasetBundle, path: Path) -> None:
     bundle.summary.append(f"saved the tokenized data to {path}")
 
 
-def build_datasets(cfg: Config, tokenizer: Any, template: Any) -> DatasetBundle:
+def build_datasets(cfg: Config, tokenizer: Tokenizer, template: Template) -> DatasetBundle:
     """Tokenized train/eval datasets for ``cfg.finetuning.stage``; raises ``DataError``/``ValueError`` on bad data."""
     saved = Path(cfg.data.tokenized_path) if cfg.data.tokenized_path else None
     if saved is not None and saved.is_dir() and any(saved.iterdir()):

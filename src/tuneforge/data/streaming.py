@@ -7,15 +7,22 @@ being counted up front; packing is not applied to streams (the rules require ``m
 from __future__ import annotations
 
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING
 
 from datasets import IterableDataset
 
 from .processors import PROCESSORS, build_context
 from .processors.common import DROP, TRUNCATED
 
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase as Tokenizer
 
-def process_stream(dataset: IterableDataset, cfg: Any, tokenizer: Any, template: Any, *, key: str) -> IterableDataset:
+    from ..config.schema import Config
+    from .templates.base import Template
+
+
+def process_stream(dataset: IterableDataset, cfg: Config, tokenizer: Tokenizer, template: Template, *,
+                   key: str) -> IterableDataset:
     """Lazily tokenize ``dataset`` with the ``key`` processor and skip the rows it drops."""
     ctx = build_context(cfg, tokenizer, template, key)
     ctx.packing = False

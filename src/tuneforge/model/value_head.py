@@ -18,13 +18,18 @@ import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
 from transformers import TrainerCallback
 
 from .forward import forward_hidden, unwrap_causal_lm
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase as Tokenizer
+
+    from ..config.schema import Config
 
 logger = logging.getLogger(__name__)
 
@@ -239,7 +244,7 @@ class ValueHeadModel(nn.Module):
         return score_last_tokens(self.lm, self.v_head, batch)
 
 
-def _reward_cfg(cfg: Any) -> tuple[Any, Path]:
+def _reward_cfg(cfg: Config) -> tuple[Any, Path]:
     """The config that loads ppo's reward model, and the folder holding its value head (LLaMA-Factory's rule:
     the last adapter for ``full`` with adapters, the reward model path otherwise)."""
     from dataclasses import replace
@@ -271,7 +276,7 @@ def _load_lm(source: str | os.PathLike, base_model: str | None, dtype: torch.dty
 
 
 def load_value_head_model(
-    source: Any, *, tokenizer: Any = None, base_model: str | None = None, dtype: torch.dtype | None = None
+    source: Any, *, tokenizer: Tokenizer | None = None, base_model: str | None = None, dtype: torch.dtype | None = None
 ) -> ValueHeadModel:
     """A frozen reward model in eval mode: the causal LM with its value head from ``value_head.safetensors``.
 

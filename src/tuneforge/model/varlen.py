@@ -24,13 +24,16 @@ import inspect
 import itertools
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from ..catalog import stage
+
+if TYPE_CHECKING:
+    from ..config.schema import Config
 
 VARLEN = "tuneforge_varlen"
 logger = logging.getLogger(__name__)
@@ -151,7 +154,7 @@ def _per_sequence(q: Tensor, k: Tensor, v: Tensor, cu: Tensor, scale: float, dro
     return torch.cat(outs, dim=0) if outs else q.new_zeros(q.shape)
 
 
-def flattens_batches(cfg: Any) -> bool:
+def flattens_batches(cfg: Config) -> bool:
     """Whether pt/sft training batches reach the model as one unpadded stream (see ``data/collator.py``).
 
     Always under ``neat_packing`` (examples must not see each other, and a stream with ``cu_seq_lens`` is how
@@ -204,7 +207,7 @@ def _registered_attention_allowed(config: Any) -> bool:
     return bool(getattr(model_class, "_supports_attention_backend", False))
 
 
-def training_attn_implementation(cfg: Any, requested: str | None, config: Any) -> str | None:
+def training_attn_implementation(cfg: Config, requested: str | None, config: Any) -> str | None:
     """The attention implementation to train with: :data:`VARLEN` (registered) in place of sdpa/auto when
     batches are flattened and the model's attention is plain causal (see :func:`varlen_supported`); ``requested``
     otherwise (flash-attention reads ``cu_seq_lens`` itself; SDPA gets transformers' block mask, slower)."""

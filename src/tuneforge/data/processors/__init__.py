@@ -12,7 +12,7 @@ import logging
 from collections import Counter
 from dataclasses import dataclass, field
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 from datasets import Dataset
@@ -24,6 +24,12 @@ from ..workers import map_workers
 from . import feedback, pairwise, pretrain, supervised, unsupervised
 from .common import DROP, TRUNCATED, Context, StageProcessor, probe_guard
 from .seqlen import Guard, infer_seqlen
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase as Tokenizer
+
+    from ...config.schema import Config
+    from ..templates.base import Template
 
 __all__ = [
     "PREDICT", "PROCESSORS", "Context", "Guard", "ProcessStats", "StageProcessor", "build_context", "infer_seqlen",
@@ -56,12 +62,12 @@ class ProcessStats:
         return f"{self.stage}: {counts}{packed}"
 
 
-def processor_key(cfg: Any, for_generation: bool = False) -> str:
+def processor_key(cfg: Config, for_generation: bool = False) -> str:
     """The :data:`PROCESSORS` key: the stage's processor, or :data:`PREDICT` for data that will be generated from."""
     return PREDICT if for_generation else stage(cfg.finetuning.stage).processor
 
 
-def build_context(cfg: Any, tokenizer: Any, template: Any, key: str | None = None) -> Context:
+def build_context(cfg: Config, tokenizer: Tokenizer, template: Template, key: str | None = None) -> Context:
     """The processors' context from the typed config (``cfg.data``), the tokenizer and the chat template."""
     key = key or processor_key(cfg)
     data = cfg.data
@@ -75,7 +81,7 @@ def build_context(cfg: Any, tokenizer: Any, template: Any, key: str | None = Non
     return ctx
 
 
-def process(dataset: Dataset, cfg: Any, tokenizer: Any, template: Any, *, key: str | None = None,
+def process(dataset: Dataset, cfg: Config, tokenizer: Tokenizer, template: Template, *, key: str | None = None,
             stats: ProcessStats | None = None) -> Dataset:
     """Tokenize ``dataset`` (converted rows, see ``messages.py``) for the configured stage and return the rows to
     train on. ``key`` overrides the processor (e.g. :data:`PREDICT`); ``stats``, if given, is filled in.

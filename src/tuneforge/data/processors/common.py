@@ -10,13 +10,18 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from datasets import Features, List, Value
 
 from ..messages import IGNORE_INDEX, PROMPT, RESPONSE, SYSTEM, TOOLS
 from ..templates.base import TemplateError
 from .seqlen import Guard, cut_prompt, cut_response, fit_turn, keep_structure
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase as Tokenizer
+
+    from ..templates.base import Template
 
 Batch = dict[str, list[Any]]
 DROP, TRUNCATED = "_drop", "_truncated"
@@ -28,8 +33,8 @@ _PROBES = ("1", "2")  # two one-token contents: what two renderings share at the
 class Context:
     """Everything a processor needs; built once per ``process`` call (picklable for ``num_proc``)."""
 
-    tokenizer: Any
-    template: Any
+    tokenizer: Tokenizer
+    template: Template
     cutoff_len: int
     train_on_prompt: bool = False
     mask_history: bool = False
@@ -72,7 +77,7 @@ def common_suffix(a: list[int], b: list[int]) -> int:
     return n
 
 
-def probe_guard(template: Any, tokenizer: Any) -> Guard:
+def probe_guard(template: Template, tokenizer: Tokenizer) -> Guard:
     """Find the template's structural tails by rendering two one-turn chats that differ only in their contents.
 
     For Qwen (``...{user}<|im_end|>\\n<|im_start|>assistant\\n{reply}<|im_end|>\\n``) this gives

@@ -9,17 +9,20 @@ whole and ``packing.pack_stream`` cuts the stream into rows. Example (Qwen, "Hi"
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..messages import PROMPT
 from .common import DROP, INVALID, TRUNCATED, Batch, Context
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase as Tokenizer
 
 COLUMNS: dict[str, Any] = {"input_ids": [], "attention_mask": [], "labels": []}
 # Preferred document separators, before eos: an instruct tokenizer's eos is often the end-of-turn token.
 DOC_END_TOKENS = ("<|end_of_text|>", "<|endoftext|>")
 
 
-def doc_end_id(tokenizer: Any) -> int:
+def doc_end_id(tokenizer: Tokenizer) -> int:
     """The id closing a pretraining document: ``<|end_of_text|>``/``<|endoftext|>`` when the vocab has it, else eos."""
     vocab = tokenizer.get_vocab()
     for token in DOC_END_TOKENS:
@@ -30,7 +33,7 @@ def doc_end_id(tokenizer: Any) -> int:
     return tokenizer.eos_token_id
 
 
-def auto_bos_id(tokenizer: Any) -> int | None:
+def auto_bos_id(tokenizer: Tokenizer) -> int | None:
     """The bos id when the tokenizer puts one in front of plain text by itself (Llama), else ``None`` (Qwen)."""
     bos = tokenizer.bos_token_id
     return bos if bos is not None and tokenizer("x")["input_ids"][:1] == [bos] else None

@@ -18,7 +18,7 @@ import math
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from torch import Tensor, nn
 from transformers import (
@@ -45,6 +45,9 @@ from .checkpoints import (
 from .loss import StageLoss, TokenLoss
 from .plots import plot_keys, plot_loss
 from .records import CONFIG_FILE, RunRecord, config_yaml, write_config
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase as Tokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -248,7 +251,7 @@ def _loraplus_optimizer(cfg: Config, model: nn.Module, args: Seq2SeqTrainingArgu
 def build_trainer(
     cfg: Config,
     model: nn.Module,
-    tokenizer: Any,
+    tokenizer: Tokenizer,
     train_dataset: Any,
     eval_dataset: Any,
     data_collator: Callable[[list[dict[str, Any]]], dict[str, Any]],

@@ -13,10 +13,15 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ...config.schema import Config
 from ...data.pipeline import DatasetBundle, build_datasets
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase as Tokenizer
+
+    from ...data.templates.base import Template
 
 logger = logging.getLogger(__name__)
 
@@ -25,13 +30,13 @@ logger = logging.getLogger(__name__)
 class Prepared:
     """The pieces of a run: tokenizer, chat template (None for pt), tokenized data and the model."""
 
-    tokenizer: Any
-    template: Any
+    tokenizer: Tokenizer
+    template: Template
     data: DatasetBundle
     model: Any
 
 
-def load_template(cfg: Config, tokenizer: Any) -> Any:
+def load_template(cfg: Config, tokenizer: Tokenizer) -> Any:
     """The chat template of the run; a tokenizer without a chat_template gets ours, so saved outputs carry it."""
     from ...data.templates import resolve_template
 
@@ -62,7 +67,7 @@ def prepare(cfg: Config, *, stage_data: bool = True) -> Prepared:
     return Prepared(tokenizer, template, data, model)
 
 
-def load_frozen_model(cfg: Config, tokenizer: Any, path: str, adapters: list[str] | None,
+def load_frozen_model(cfg: Config, tokenizer: Tokenizer, path: str, adapters: list[str] | None,
                       quantization_bit: int | None) -> Any:
     """``path`` loaded for inference with ``adapters`` merged, optionally quantized (reference and reward models).
 

@@ -30,7 +30,7 @@ import contextlib
 import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
@@ -51,6 +51,11 @@ from ...losses import (
 )
 from ...losses.ce import IGNORE_INDEX
 from ...model.forward import backbone_of, unwrap_causal_lm
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase as Tokenizer
+
+    from ...config.schema import Config
 
 VALUE_COEF = 0.1  # weight of the value loss in the optimised loss (TRL's vf_coef)
 INIT_KL_COEF = 0.2  # β_0 of the adaptive controller
@@ -78,7 +83,7 @@ class PPOSettings:
     max_grad_norm: float = 1.0
 
     @classmethod
-    def from_cfg(cls, cfg: Any) -> PPOSettings:
+    def from_cfg(cls, cfg: Config) -> PPOSettings:
         ft, tr = cfg.finetuning, cfg.training
         return cls(tr.per_device_train_batch_size, tr.gradient_accumulation_steps, ft.ppo_buffer_size,
                    ft.ppo_epochs, ft.ppo_target, ft.ppo_whiten_rewards, ft.ppo_score_norm, tr.max_grad_norm)
@@ -182,7 +187,7 @@ class PromptStream:
         return max(1, math.ceil(epochs * len(self.rows) / self.per_step))
 
 
-def generation_config(cfg: Any, tokenizer: Any, stop_ids: list[int]):
+def generation_config(cfg: Config, tokenizer: Tokenizer, stop_ids: list[int]):
     """The rollout ``GenerationConfig``: the ``generating`` group, stopping at ``stop_ids``, KV cache on."""
     from transformers import GenerationConfig
 

@@ -23,13 +23,18 @@ import logging
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
 
 from ...model.value_head import ValueHead, hidden_size_of, load_value_head, load_value_head_model, score_last_tokens
 from .loop import Policy, ScoreFn, assemble
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase as Tokenizer
+
+    from ...config.schema import Config
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +66,7 @@ class FunctionReward:
     responses without special tokens, ``completion_ids`` the generated ids (stop token included).
     """
 
-    def __init__(self, fn: RewardFn, tokenizer: Any) -> None:
+    def __init__(self, fn: RewardFn, tokenizer: Tokenizer) -> None:
         self.fn, self.tokenizer = fn, tokenizer
 
     def __call__(self, prompt_ids: list[list[int]], response_ids: list[list[int]]) -> Tensor:
@@ -81,7 +86,7 @@ class ApiReward:
     body or count stops the run with :class:`RewardError`.
     """
 
-    def __init__(self, url: str, tokenizer: Any, timeout: float = 300.0) -> None:
+    def __init__(self, url: str, tokenizer: Tokenizer, timeout: float = 300.0) -> None:
         self.url, self.tokenizer, self.timeout = url, tokenizer, timeout
 
     def _post(self, texts: list[str]) -> Any:
@@ -194,7 +199,7 @@ def on_device(model: nn.Module, device: torch.device) -> nn.Module:
     return model if is_quantized(unwrap_causal_lm(model)) else model.to(device)
 
 
-def build_reward(cfg: Any, tokenizer: Any, policy: Policy, reward: RewardFn | None = None) -> ScoreFn:
+def build_reward(cfg: Config, tokenizer: Tokenizer, policy: Policy, reward: RewardFn | None = None) -> ScoreFn:
     """The run's reward source: ``reward`` if given (a function, see :class:`FunctionReward`), else by
     ``reward_model_type`` (see the module docstring).
 

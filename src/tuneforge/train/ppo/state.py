@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from ...model.value_head import load_value_head, save_value_head, strip_value_head
 from ..core.checkpoints import ResumeError
 from .loop import Policy
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase as Tokenizer
 
 
 def rng_state() -> dict[str, Any]:
@@ -32,7 +35,7 @@ def set_rng_state(state: dict[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def save_policy(policy: Policy, tokenizer: Any, folder: Path) -> None:
+def save_policy(policy: Policy, tokenizer: Tokenizer, folder: Path) -> None:
     """The policy as sft saves it (adapter, or weights + config) plus the tokenizer and ``value_head.safetensors``."""
     model = policy.model
     if hasattr(model, "peft_config"):  # only the policy's adapter, not a loaded reward adapter

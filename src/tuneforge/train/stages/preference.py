@@ -18,13 +18,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from torch import Tensor, nn
 
 from ...config.schema import Config
 from ...losses import IGNORE_INDEX, model_token_logps, sequence_logps, sft_term
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase as Tokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +86,7 @@ class Reference:
             return fn(self.model if self.kind == "model" else policy)
 
 
-def load_reference_model(cfg: Config, tokenizer: Any) -> nn.Module:
+def load_reference_model(cfg: Config, tokenizer: Tokenizer) -> nn.Module:
     """The frozen reference: ``ref_model`` (+ ``ref_model_adapters`` merged, ``ref_model_quantization_bit``), or,
     without it, a second copy of the run's model (its adapters merged). See :func:`workflow.load_frozen_model`."""
     from ..core.workflow import load_frozen_model
@@ -97,7 +100,7 @@ def load_reference_model(cfg: Config, tokenizer: Any) -> nn.Module:
     return load_frozen_model(cfg, tokenizer, *source)
 
 
-def build_reference(cfg: Config, model: nn.Module, tokenizer: Any, *, reference_free: bool = False) -> Reference:
+def build_reference(cfg: Config, model: nn.Module, tokenizer: Tokenizer, *, reference_free: bool = False) -> Reference:
     """The :class:`Reference` of a dpo/kto run (see the module docstring for the order of choices)."""
     if reference_free:
         return Reference("none")
