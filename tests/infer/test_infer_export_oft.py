@@ -1,4 +1,4 @@
-"""``tuneforge export`` of an OFT adapter: the merged folder loads with plain transformers and equals base + adapter."""
+"""``tuneforge export`` of an OFT adapter: the merged folder loads with plain transformers, equals base + adapter."""
 
 from __future__ import annotations
 
