@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -139,6 +140,14 @@ def test_oft_sft_loss_falls_and_saves_an_adapter(tiny_model_dir, tmp_path):
     saved = json.loads((out / "adapter_config.json").read_text())
     assert saved["peft_type"] == "OFT" and saved["oft_block_size"] == 32
     assert set(saved["target_modules"]) == set(SUB) and (out / "adapter_model.safetensors").is_file()
+
+
+def test_qoft_4bit_trains_on_cpu(tiny_model_dir, tmp_path):
+    pytest.importorskip("bitsandbytes", reason="QOFT needs the bnb extra")
+    out = tmp_path / "out"
+    losses = _train(tiny_model_dir, out, quantization_bit=4, max_steps=2, oft_block_size=16)
+    assert len(losses) == 2 and all(math.isfinite(x) for x in losses)
+    assert json.loads((out / "adapter_config.json").read_text())["oft_block_size"] == 16
 
 
 @pytest.mark.slow

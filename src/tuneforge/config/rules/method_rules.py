@@ -40,11 +40,11 @@ def oft_rank_or_block_size(ctx: Ctx) -> Iterator[Finding]:
 
 @rule("error")
 def quantization_limits(ctx: Ctx) -> Iterator[Finding]:
-    """A quantized base can only carry LoRA adapters, and cannot be changed underneath them."""
+    """A quantized base can only carry LoRA or OFT adapters, and cannot be changed underneath them."""
     if ctx.model.quantization_bit is None:
         return
-    if ctx.ft.finetuning_type != "lora":
-        yield "quantization_bit", f"a quantized model can only be trained with LoRA (QLoRA), not " \
+    if ctx.ft.finetuning_type not in ("lora", "oft"):
+        yield "quantization_bit", f"a quantized model can only be trained with LoRA (QLoRA) or OFT, not " \
                                   f"{ctx.ft.finetuning_type}; set finetuning_type: lora"
     if ctx.ft.pissa_init:
         yield "pissa_init", "pissa_init rewrites the base weights and cannot be used with quantization_bit"
