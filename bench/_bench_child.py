@@ -149,7 +149,7 @@ def run_tuneforge(train: dict, bench: dict, meter: Meter) -> None:
     """tuneforge's train path: ``resolve`` then ``stage_runner(stage)(config)``; config errors raise."""
     from tuneforge.commands.common import setup_logging
     from tuneforge.config.loader import resolve
-    from tuneforge.train.stages import stage_runner
+    from tuneforge.train import stage_runner
 
     setup_logging("INFO")  # as `tuneforge train` does: the start-up split and the kernels chosen are logged
     instrument_trainer(meter)

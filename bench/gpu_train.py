@@ -85,7 +85,7 @@ def run_one(name: str, config: dict) -> dict:
     import torch
 
     from tuneforge.config.loader import resolve
-    from tuneforge.train.stages import stage_runner
+    from tuneforge.train import stage_runner
 
     res = resolve(config, environ={})
     if res.errors:

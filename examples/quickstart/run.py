@@ -65,7 +65,7 @@ def exact_match_pct(cfg, model_dir: str | None) -> float:
 def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="[tuneforge] %(levelname)s %(message)s")
     from tuneforge.model import trainable_summary  # noqa: F401  (imports torch before the timer starts)
-    from tuneforge.train.stages import stage_runner
+    from tuneforge.train import stage_runner
 
     start = time.perf_counter()
     cfg = _config("train.yaml")

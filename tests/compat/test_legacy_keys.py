@@ -91,7 +91,7 @@ def test_old_fsdp_keys_move_into_fsdp_config():
 
 
 def test_the_merged_fsdp_settings_reach_transformers():
-    from tuneforge.train.trainer import build_training_args
+    from tuneforge.train.core.trainer import build_training_args
 
     res = _resolve(fsdp=["full_shard", "auto_wrap"], fsdp_transformer_layer_cls_to_wrap="Qwen2DecoderLayer",
                    use_cpu=True, report_to="none")

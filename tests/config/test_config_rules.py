@@ -47,7 +47,7 @@ def _model_dir(tmp_path: Path) -> str:
 
 CASES = {
     # stage errors
-    "sft_only_options": ({"stage": "dpo", "mask_history": True}, "error", "mask_history", ["stage: sft"]),
+    "stage_exclusive_options": ({"stage": "dpo", "mask_history": True}, "error", "mask_history", ["stage: sft"]),
     "packing_stage": ({"stage": "rm", "packing": True}, "error", "packing", ["pt or sft"]),
     "predict_needs_generate": ({"do_predict": True, "eval_dataset": "x"}, "error", "do_predict",
                                ["predict_with_generate"]),
@@ -55,8 +55,8 @@ CASES = {
                          ["rm"]),
     "ppo_requirements": ({"stage": "ppo", "do_train": True, "dataset": "sft"}, "error", "reward_model",
                          ["needs reward_model"]),
-    "dpo_loss_options": ({"stage": "dpo", "pref_loss": "hinge", "dpo_label_smoothing": 0.1}, "error",
-                         "dpo_label_smoothing", ["sigmoid", "hinge"]),
+    "train_only_stage": ({"stage": "ppo", "do_train": False, "reward_model": "r"}, "error", "do_train",
+                         ["only trains"]),
     "train_needs_dataset": ({"do_train": True}, "error", "dataset", ["needs a dataset"]),
     "eval_needs_data": ({"do_eval": True}, "error", "do_eval", ["eval_dataset or val_size"]),
     "pissa_stage": ({"stage": "kto", "pissa_init": True}, "error", "pissa_init", ["kto"]),
@@ -136,7 +136,8 @@ CASES = {
     "generation_keys_in_training": ({"do_train": True, "dataset": "a", "temperature": 0.5}, "notice",
                                     "temperature", ["ignored during training"]),
     "stage_keys_inactive": ({"ppo_epochs": 2}, "notice", "ppo_epochs", ["stage ppo"]),
-    "pref_loss_specific": ({"stage": "dpo", "simpo_gamma": 1.0}, "notice", "simpo_gamma", ["simpo"]),
+    "pref_loss_specific": ({"stage": "dpo", "pref_loss": "hinge", "dpo_label_smoothing": 0.1}, "notice",
+                           "dpo_label_smoothing", ["pref_loss: sigmoid", "hinge"]),
     "eval_keys_inactive": ({"eval_steps": 10}, "notice", "eval_steps", ["eval_strategy"]),
     "quantization_keys_inactive": ({"quantization_type": "fp4"}, "notice", "quantization_type",
                                    ["quantization_bit"]),

@@ -10,7 +10,7 @@ from datasets import Dataset
 from shared_models import require_shared
 from tuneforge.config.loader import resolve
 from tuneforge.data.messages import IGNORE_INDEX as X
-from tuneforge.data.processors import ProcessStats, process
+from tuneforge.data.processors import PREDICT, ProcessStats, process
 
 IM_END, NL, ENDOFTEXT = 151645, 198, 151643
 HEADER = "<|im_end|>\n<|im_start|>assistant\n"
@@ -159,7 +159,7 @@ def test_unsupervised_prompt_and_reference(tok, qwen):
     assert out[0]["input_ids"] == tok.apply_chat_template(ex["_prompt"], add_generation_prompt=True, return_dict=False)
     assert out[0]["labels"] == [*tok.encode("Hello", add_special_tokens=False), IM_END, NL]
     assert out[1]["labels"] == []  # no reference: kept, nothing to compare against
-    assert process(rows(ex), cfg(), tok, qwen, key="predict")[0] == out[0]
+    assert process(rows(ex), cfg(), tok, qwen, key=PREDICT)[0] == out[0]
 
 
 def test_pretrain_eos_learned_even_when_pad_is_eos(tok):

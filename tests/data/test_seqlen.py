@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from tuneforge.data.processors.seqlen import Guard, cut_prompt, cut_response, fit_turn, infer_seqlen
+from tuneforge.data.processors.seqlen import (
+    Guard,
+    cut_prompt,
+    cut_response,
+    fit_turn,
+    infer_seqlen,
+    keep_structure,
+)
 
 
 @pytest.mark.parametrize(
@@ -45,5 +52,12 @@ def test_cut_prompt_drops_oldest_user_content_first():
     prompt = [1, 2, 10, 11, 12, 8, 9]
     assert cut_prompt(prompt, 5, tail=2, content_len=3) == [1, 2, 12, 8, 9]
     assert cut_prompt(prompt, 4, tail=2, content_len=3) == [1, 2, 8, 9]
-    assert cut_prompt(prompt, 3, tail=2, content_len=3) == [2, 8, 9]  # then the head loses its oldest ids
     assert cut_prompt(prompt, 7, tail=2, content_len=3) == prompt
+    with pytest.raises(ValueError, match="only 3 are content"):
+        cut_prompt(prompt, 3, tail=2, content_len=3)  # the head (system block) is never cut
+
+
+def test_keep_structure_moves_budget_from_the_reply():
+    assert keep_structure((4, 6), structure=3, min_target=3) == (4, 6)  # the content absorbs the cut
+    assert keep_structure((4, 6), structure=7, min_target=3) == (7, 3)
+    assert keep_structure((4, 6), structure=8, min_target=3) is None  # the reply would lose its last content id

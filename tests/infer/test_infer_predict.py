@@ -45,11 +45,11 @@ def test_predict_writes_predictions_and_scores(tiny_model_dir, data_dir, tmp_pat
 
 def test_predict_dataset_takes_processed_rows_and_restores_train_mode(tiny_model_dir, data_dir):
     from tuneforge.data.loader import load_aligned
-    from tuneforge.data.processors import process
+    from tuneforge.data.processors import PREDICT, process
 
     cfg = make_cfg(tiny_model_dir, dataset_dir=str(data_dir), dataset="tiny_eval", max_new_tokens=4)
     engine = Engine.from_config(cfg)
-    processed = process(load_aligned(cfg).train, cfg, engine.tokenizer, engine.template, key="predict")
+    processed = process(load_aligned(cfg).train, cfg, engine.tokenizer, engine.template, key=PREDICT)
     engine.model.train()
     rows = predict_dataset(cfg, engine.model, engine.tokenizer, engine.template, {"a": processed})
     assert engine.model.training

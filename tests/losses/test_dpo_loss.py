@@ -7,10 +7,9 @@ import math
 import pytest
 import torch
 
+from tuneforge.catalog import LOSSES
 from tuneforge.losses import (
-    LENGTH_AVERAGED,
     PREF_LOSSES,
-    REFERENCE_FREE,
     bco_loss,
     dpo_rewards,
     hinge_dpo_loss,
@@ -116,9 +115,8 @@ def test_mix_bco_sft_term_and_rewards():
 
 
 def test_pref_losses_registry_names_and_unknown_name():
-    assert set(PREF_LOSSES) == {"sigmoid", "hinge", "ipo", "orpo", "simpo"}
+    assert set(PREF_LOSSES) == set(LOSSES) == {"sigmoid", "hinge", "ipo", "orpo", "simpo"}
     assert PREF_LOSSES["ipo"] is ipo_loss
-    assert set(PREF_LOSSES) >= REFERENCE_FREE | LENGTH_AVERAGED
     with pytest.raises(KeyError, match="choose one of hinge, ipo, orpo, sigmoid, simpo"):
         PREF_LOSSES["kto_pair"]
 
@@ -128,3 +126,15 @@ def test_sigmoid_dpo_gradient_pushes_chosen_up():
     pc = t(0.0).requires_grad_()
     sigmoid_dpo_loss(pc, t(0.0), t(0.0), t(0.0), beta=0.1).sum().backward()
     close(pc.grad, -0.05)
+
+
+@pytest.mark.parametrize("name", sorted(LOSSES))
+def test_catalog_keywords_are_the_loss_functions_keywords(name):
+    """Every keyword the loss catalog feeds a loss exists on its function; reference-free ones take no reference."""
+    import inspect
+
+    params = inspect.signature(PREF_LOSSES[name]).parameters
+    keyword_only = {p for p, v in params.items() if v.kind is inspect.Parameter.KEYWORD_ONLY}
+    assert {"beta", *LOSSES[name].kwargs} <= keyword_only
+    positional = [p for p, v in params.items() if v.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD]
+    assert len(positional) == (2 if LOSSES[name].reference_free else 4)

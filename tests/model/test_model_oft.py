@@ -119,7 +119,7 @@ def test_create_new_adapter_merges_the_oft_adapter_and_trains_a_new_one(tiny_mod
 
 
 def _train(model_dir: Path, out: Path, **extra) -> list[float]:
-    from tuneforge.train.stages import stage_runner
+    from tuneforge.train import stage_runner
 
     config = {"model_name_or_path": str(model_dir), "do_train": True, "stage": "sft", "finetuning_type": "oft",
               "dataset": "quickstart_task", "dataset_dir": str(REPO / "data"), "template": "chatml",

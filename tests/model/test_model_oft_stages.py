@@ -11,7 +11,7 @@ import pytest
 from safetensors.torch import load_file
 
 from tuneforge.config.loader import resolve
-from tuneforge.train.stages import stage_runner
+from tuneforge.train import stage_runner
 
 DATA = Path(__file__).resolve().parents[2] / "data"
 STAGE_KEYS = {

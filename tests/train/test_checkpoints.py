@@ -10,7 +10,7 @@ import pytest
 from trainkit import IdCollator, make_cfg, random_rows
 
 from tuneforge.testing import build_tiny_model
-from tuneforge.train.checkpoints import (
+from tuneforge.train.core.checkpoints import (
     COMPLETE_MARKER,
     CheckpointCallback,
     OutputDirError,
@@ -24,7 +24,7 @@ from tuneforge.train.checkpoints import (
     stop_on_signals,
     verify_resume,
 )
-from tuneforge.train.trainer import build_trainer, run_training
+from tuneforge.train.core.trainer import build_trainer, run_training
 
 
 def _fake_checkpoint(root, step, complete=True, manifest=None):

@@ -10,9 +10,9 @@ from trainkit import IdCollator, ParamSnapshots, RecordingLoss, make_cfg, random
 from transformers import TrainerCallback
 
 from tuneforge.testing import build_tiny_model
-from tuneforge.train.callbacks import MAX_NONFINITE_STEPS, TrainingError
-from tuneforge.train.checkpoints import checkpoint_dirs
-from tuneforge.train.trainer import build_trainer, run_training
+from tuneforge.train.core.callbacks import MAX_NONFINITE_STEPS, TrainingError
+from tuneforge.train.core.checkpoints import checkpoint_dirs
+from tuneforge.train.core.trainer import build_trainer, run_training
 
 
 class InfGradientAt(TrainerCallback):

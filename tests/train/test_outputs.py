@@ -10,9 +10,9 @@ from trainkit import IdCollator, make_cfg, random_rows
 from tuneforge.config.loader import read_config_file, resolve
 from tuneforge.config.schema import all_specs
 from tuneforge.testing import build_tiny_model
-from tuneforge.train.plots import ema, plot_keys, plot_loss
-from tuneforge.train.records import CONFIG_FILE, RUN_FILE
-from tuneforge.train.trainer import build_trainer, run_training
+from tuneforge.train.core.plots import ema, plot_keys, plot_loss
+from tuneforge.train.core.records import CONFIG_FILE, RUN_FILE
+from tuneforge.train.core.trainer import build_trainer, run_training
 
 PNG = b"\x89PNG\r\n\x1a\n"
 LF_FIELDS = {"current_steps", "total_steps", "loss", "lr", "epoch", "percentage", "elapsed_time", "remaining_time"}

@@ -12,8 +12,8 @@ from trainkit import IdCollator, RecordingLoss, make_cfg, random_rows, step_logs
 from transformers import TrainerCallback
 
 from tuneforge.testing import build_tiny_model
-from tuneforge.train.checkpoints import COMPLETE_MARKER, ResumeError, checkpoint_dirs, is_complete
-from tuneforge.train.trainer import build_trainer, run_training
+from tuneforge.train.core.checkpoints import COMPLETE_MARKER, ResumeError, checkpoint_dirs, is_complete
+from tuneforge.train.core.trainer import build_trainer, run_training
 
 # 40 rows, batch 2 × GA 2: 10 optimizer steps per epoch, so 12 steps cross an epoch boundary (a reshuffle).
 RUN = {"max_steps": 12, "save_strategy": "steps", "save_steps": 4, "gradient_accumulation_steps": 2,

@@ -19,9 +19,9 @@ from trainkit import make_cfg
 from tuneforge.data.collator import PairwiseCollator
 from tuneforge.losses import orpo_loss, simpo_loss
 from tuneforge.testing import PAD_ID
-from tuneforge.train import preference as pref
-from tuneforge.train.dpo import DPOLoss
-from tuneforge.train.stages import stage_runner
+from tuneforge.train import stage_runner
+from tuneforge.train.stages import preference as pref
+from tuneforge.train.stages.dpo import DPOLoss
 
 DATA_DIR = Path(__file__).resolve().parents[2] / "data"
 REWARD_KEYS = {"rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins"}

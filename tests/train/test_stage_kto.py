@@ -19,10 +19,10 @@ from trainkit import make_cfg
 from tuneforge.data.collator import KTOCollator
 from tuneforge.losses import sft_term
 from tuneforge.testing import PAD_ID
-from tuneforge.train import preference as pref
-from tuneforge.train.callbacks import RunMeter, ratio
-from tuneforge.train.kto import KTOLoss, margins
-from tuneforge.train.stages import stage_runner
+from tuneforge.train import stage_runner
+from tuneforge.train.core.callbacks import RunMeter, ratio
+from tuneforge.train.stages import preference as pref
+from tuneforge.train.stages.kto import KTOLoss, margins
 
 DATA_DIR = Path(__file__).resolve().parents[2] / "data"
 METRICS = {"rewards/chosen", "rewards/rejected", "rewards/margins", "logps/chosen", "logps/rejected", "kl"}

@@ -16,10 +16,10 @@ import torch
 from safetensors.torch import load_file
 
 from tuneforge.config.loader import resolve
-from tuneforge.train.checkpoints import is_complete
-from tuneforge.train.ppo_loop import VALUE_COEF, PromptStream, cut_at_stop
-from tuneforge.train.rewards import ApiReward, RewardError
-from tuneforge.train.stages import stage_runner
+from tuneforge.train import stage_runner
+from tuneforge.train.core.checkpoints import is_complete
+from tuneforge.train.ppo.loop import VALUE_COEF, PromptStream, cut_at_stop
+from tuneforge.train.ppo.rewards import ApiReward, RewardError
 
 REPO = Path(__file__).resolve().parents[2]
 COMMON_FILES = {"trainer_log.jsonl", "all_results.json", "train_results.json", "trainer_state.json",
@@ -204,10 +204,10 @@ def _save_reward_model(model_dir: Path, folder: Path, lora: bool) -> Path:
 
 def test_lora_reward_adapter_scores_like_the_saved_reward_model(tiny_model_dir, tmp_path):
     from tuneforge.model.value_head import load_value_head_model
-    from tuneforge.train import ppo
-    from tuneforge.train.rewards import REWARD_ADAPTER, LoraReward
-    from tuneforge.train.trainer import build_training_args
-    from tuneforge.train.workflow import prepare
+    from tuneforge.train.core.trainer import build_training_args
+    from tuneforge.train.core.workflow import prepare
+    from tuneforge.train.ppo import run as ppo
+    from tuneforge.train.ppo.rewards import REWARD_ADAPTER, LoraReward
 
     folder = _save_reward_model(tiny_model_dir, tmp_path / "rm", lora=True)
     cfg = resolve(_config(tiny_model_dir, tmp_path / "out", reward_model=str(folder), reward_model_type="lora"),

@@ -26,7 +26,7 @@ from tuneforge.model.value_head import (
     strip_value_head,
 )
 from tuneforge.testing import PAD_ID, build_tiny_model
-from tuneforge.train.stages import stage_runner
+from tuneforge.train import stage_runner
 
 DATA_DIR = Path(__file__).resolve().parents[2] / "data"
 
@@ -84,7 +84,7 @@ def eval_pairs(cfg) -> dict[str, torch.Tensor]:
     """The evaluation pairs of ``cfg``, tokenized by the stage's pipeline, as one pair batch."""
     from tuneforge.data.pipeline import build_datasets
     from tuneforge.model import load_tokenizer
-    from tuneforge.train.workflow import load_template
+    from tuneforge.train.core.workflow import load_template
 
     tokenizer = load_tokenizer(cfg)
     return PairwiseCollator(PAD_ID)(list(build_datasets(cfg, tokenizer, load_template(cfg, tokenizer)).eval))

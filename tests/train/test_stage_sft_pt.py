@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file
 
 from tuneforge.config.loader import resolve
-from tuneforge.train.stages import stage_runner
+from tuneforge.train import stage_runner
 
 REPO = Path(__file__).resolve().parents[2]
 COMMON_FILES = {"trainer_log.jsonl", "all_results.json", "train_results.json", "trainer_state.json",

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from trainkit import IdCollator, ParamSnapshots, counting_rows, make_cfg, random_rows, same_params, step_logs
 
 from tuneforge.testing import build_tiny_model
-from tuneforge.train.trainer import build_trainer, build_training_args
+from tuneforge.train.core.trainer import build_trainer, build_training_args
 
 
 def _train(tmp_path, tokenizer, rows, **keys):
@@ -182,7 +182,7 @@ def test_adapters_skip_the_fp32_input_cast_under_autocast(tmp_path, tokenizer):
 def test_meter_counts_every_token_of_an_unpadded_stream():
     """A pt document's EOS may be the pad id (Qwen); in a padding-free stream it is still a real token."""
     from tuneforge.data.collator import PaddingCollator, PaddingFreeCollator
-    from tuneforge.train.callbacks import RunMeter
+    from tuneforge.train.core.callbacks import RunMeter
 
     rows = [{"input_ids": [5, 6, 0], "labels": [5, 6, 0]}, {"input_ids": [7, 0], "labels": [7, 0]}]
     meter = RunMeter(pad_token_id=0)

@@ -48,7 +48,7 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from ..data.validate import DataError
     from ..infer.errors import InferError
     from ..model.errors import ModelLoadError
-    from ..train.checkpoints import OutputDirError, ResumeError
+    from ..train.core.checkpoints import OutputDirError, ResumeError
 
     return (ConfigError, DataError, RegistryError, TemplateError, ModelLoadError, OutputDirError, ResumeError,
             InferError)

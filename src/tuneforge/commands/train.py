@@ -34,7 +34,7 @@ def _run(args: argparse.Namespace) -> int:
     if should_relaunch(cfg.env):
         return relaunch(cfg.env, ["train", *([args.config] if args.config else []), *args.overrides])
     setup_logging(cfg.env.TUNEFORGE_VERBOSITY)
-    from ..train.stages import stage_runner
+    from ..train import stage_runner
 
     metrics = stage_runner(cfg.finetuning.stage)(cfg)
     if "interrupted_by" in metrics:
@@ -43,7 +43,7 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..train.callbacks import TrainingError
+    from ..train.core.callbacks import TrainingError
 
     try:
         return run_guarded(_run, args)

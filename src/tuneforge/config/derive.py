@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING, Any
 
+from ..catalog import stage
+
 if TYPE_CHECKING:
     from .loader import Resolution
 
@@ -62,7 +64,7 @@ def derive(res: Resolution) -> None:
     if data.neat_packing and not data.packing:
         _set(res, "data", "packing", True)
     elif data.packing is None:
-        _set(res, "data", "packing", ft.stage == "pt")
+        _set(res, "data", "packing", stage(ft.stage).processor == "pretrain")  # raw text packs by default
     if mon.eval_steps is None and ev.eval_strategy == "steps":
         _set(res, "monitoring", "eval_steps", mon.logging_steps)
     if ev.generation_max_length is None:

@@ -264,16 +264,17 @@ def build_collator(cfg: Any, tokenizer: Any, *, attn_implementation: str = "sdpa
     flattens unpacked pt/sft batches the same way, where the attention kernel reads the varlen kwargs. The pad id
     is the tokenizer's, else its eos (labels are explicit, so padding never hides a trained eos).
     """
+    from ..catalog import stage
     from ..model.varlen import reads_varlen_kwargs
 
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    stage = cfg.finetuning.stage
+    kind = stage(cfg.finetuning.stage).collator
     varlen = reads_varlen_kwargs(attn_implementation)
-    if stage in ("rm", "dpo"):
+    if kind == "pairwise":
         return PairwiseCollator(pad_id)
-    if stage == "kto":
+    if kind == "kto":
         return KTOCollator(pad_id)
-    if stage == "ppo" or for_generation:
+    if kind == "generation" or for_generation:
         return PaddingCollator(pad_id, padding_side="left")
     if cfg.data.packing:
         neat = cfg.data.neat_packing

@@ -13,7 +13,7 @@ import numpy as np
 
 from ..config.schema import Config
 from .loader import load_aligned
-from .processors import ProcessStats, process, processor_key
+from .processors import ProcessStats, process
 
 UNLIMITED = 1_000_000
 PERCENTILES = (50, 90, 95, 99, 99.9)
@@ -47,7 +47,7 @@ def processed_rows(cfg: Config, tokenizer: Any, template: Any, *, limit: int | N
     splits = load_aligned(run_cfg)
     if splits.train is None:
         raise ValueError("the config names no training dataset")
-    stats = ProcessStats(stage=processor_key(run_cfg))
+    stats = ProcessStats(stage=run_cfg.finetuning.stage)
     return process(splits.train, run_cfg, tokenizer, template, stats=stats), stats
 
 

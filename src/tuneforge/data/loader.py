@@ -22,6 +22,7 @@ import numpy as np
 import pyarrow.compute as pc
 from datasets import Dataset, IterableDataset, Value, concatenate_datasets, load_dataset
 
+from ..catalog import stage
 from ..config.schema import Config
 from .formats import (
     ERROR,
@@ -60,9 +61,9 @@ def empty_aligned() -> Dataset:
 
 
 def row_policy(cfg: Config) -> RowPolicy:
-    """Rows need a response except for pt, ppo and predict-only runs."""
+    """Rows need a response where the stage trains on replies (catalog ``needs_response``), unless only predicting."""
     predicting = cfg.evaluation.do_predict and not cfg.training.do_train
-    return RowPolicy(response_required=cfg.finetuning.stage not in ("pt", "ppo") and not predicting)
+    return RowPolicy(response_required=stage(cfg.finetuning.stage).needs_response and not predicting)
 
 
 def dataset_attr(name: str, cfg: Config) -> DatasetAttr:
@@ -87,7 +88,7 @@ def load_aligned_dataset(name: str, cfg: Config, report: DataReport | None = Non
     stats = DatasetStats(name)
     if report is not None:
         report.datasets.append(stats)
-    if attr.columns.kto_tag and cfg.finetuning.stage != "kto":
+    if attr.columns.kto_tag and stage(cfg.finetuning.stage).dataset != "kto_tag":
         stats.notes.append(f"stage {cfg.finetuning.stage} ignores columns.kto_tag: undesirable replies are "
                            "trained on like the others")
     loader = _load_local if attr.source == "file" else _load_hub

@@ -52,12 +52,12 @@ def prompt_rows(cfg: Any, tokenizer: Any, template: Any, dataset: Any) -> list[t
     """``(prompt ids, reference ids)`` per example of ``dataset``: rows already processed for generation (with
     ``input_ids`` / ``labels``), or converted rows (``_prompt`` ...) that are processed here. A dict of datasets
     (``eval_on_each_dataset``) is taken in order."""
-    from ..data.processors import process
+    from ..data.processors import PREDICT, process
 
     rows: list[tuple[list[int], list[int]]] = []
     for part in _as_list(dataset):
         if "input_ids" not in (part.column_names or []):
-            part = process(part, cfg, tokenizer, template, key="predict")
+            part = process(part, cfg, tokenizer, template, key=PREDICT)
         rows.extend((list(ids), list(labels)) for ids, labels in zip(part["input_ids"], part["labels"], strict=True))
     return rows
 

@@ -6,9 +6,7 @@ One module per family: :mod:`.ce` (pt/sft), :mod:`.logps` (log-probabilities for
 
 from .ce import IGNORE_INDEX, causal_lm_loss, chunked_cross_entropy, shift_labels
 from .dpo import (
-    LENGTH_AVERAGED,
     PREF_LOSSES,
-    REFERENCE_FREE,
     bco_loss,
     dpo_rewards,
     hinge_dpo_loss,
@@ -37,9 +35,7 @@ from .running import RunningMoments
 
 __all__ = [
     "IGNORE_INDEX",
-    "LENGTH_AVERAGED",
     "PREF_LOSSES",
-    "REFERENCE_FREE",
     "AdaptiveKLController",
     "RunningMoments",
     "bco_loss",

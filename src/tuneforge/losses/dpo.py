@@ -7,9 +7,9 @@ pair, ``[B]``; the trainer takes the mean. Notation shared by the docstrings::
     rc, rr   log π_ref(y_w|x), log π_ref(y_l|x)   reference model
     h        (pc − rc) − (pr − rr)                the DPO log-ratio margin
 
-Which log-probabilities to pass follows LLaMA-Factory: ``ipo``, ``orpo`` and ``simpo`` take length-averaged ones
-(:data:`LENGTH_AVERAGED`), ``orpo`` and ``simpo`` need no reference model (:data:`REFERENCE_FREE`). A ``pref_loss``
-name is looked up in :data:`PREF_LOSSES`, which raises on an unknown name instead of quietly training sigmoid DPO
+Which log-probabilities each loss takes (length-averaged or summed) and whether it needs a reference model is
+written in the loss catalog (``tuneforge/catalog/losses.yaml``), not here. A ``pref_loss`` name is looked up in
+:data:`PREF_LOSSES`, which raises on an unknown name instead of quietly training sigmoid DPO
 (LLaMA-Factory with TRL ≥ 0.20 trains hinge and ipo as sigmoid).
 """
 
@@ -165,9 +165,3 @@ PREF_LOSSES: dict[str, Callable[..., Tensor]] = _LossTable(
 )
 """``pref_loss`` name → loss function. sigmoid/hinge/ipo take ``(pc, pr, rc, rr, *, beta)``; orpo takes
 ``(chosen_avg, rejected_avg, *, beta)``, simpo also ``gamma``."""
-
-REFERENCE_FREE = frozenset({"orpo", "simpo"})
-"""Losses computed from the policy alone: no reference forward is needed."""
-
-LENGTH_AVERAGED = frozenset({"ipo", "orpo", "simpo"})
-"""Losses fed length-averaged log-probabilities (``sequence_logps(..., average=True)``), as in LLaMA-Factory."""

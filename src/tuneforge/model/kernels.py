@@ -13,6 +13,7 @@ import logging
 
 import torch
 
+from ..catalog import stage
 from .errors import ModelLoadError
 
 logger = logging.getLogger(__name__)
@@ -93,7 +94,7 @@ def apply_liger(cfg, model_type: str) -> None:
                              "remove enable_liger_kernel")
     accepted = inspect.signature(patch).parameters
     kwargs = {}
-    if cfg.finetuning.stage not in ("pt", "sft") and "fused_linear_cross_entropy" in accepted:
+    if not stage(cfg.finetuning.stage).packable and "fused_linear_cross_entropy" in accepted:
         kwargs["fused_linear_cross_entropy"] = False
     patch(**kwargs)
     logger.info("Liger kernels applied to %s", model_type)

@@ -30,6 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..catalog import stage
+
 VARLEN = "tuneforge_varlen"
 logger = logging.getLogger(__name__)
 # The fused kernel (None: none here) and its parameter names, looked up once by register(), before any model can
@@ -158,7 +160,7 @@ def flattens_batches(cfg: Any) -> bool:
     kernel runs (torch's flash varlen on a CUDA GPU for sdpa/auto, flash-attention for fa2/fa3) and the model is
     transformers' own (``trust_remote_code`` models must opt in).
     """
-    if cfg.finetuning.stage not in ("pt", "sft"):
+    if not stage(cfg.finetuning.stage).packable:
         return False
     if cfg.data.neat_packing:
         return True

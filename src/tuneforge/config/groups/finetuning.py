@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from ...catalog import LOSS_NAMES, STAGE_NAMES
 from ..fields import opt
 
 
@@ -12,7 +13,7 @@ from ..fields import opt
 class FinetuningArgs:
     """What is trained and with which objective."""
 
-    stage: Literal["pt", "sft", "rm", "ppo", "dpo", "kto"] = opt("sft", "Training stage.")
+    stage: str = opt("sft", "Training stage.", choices=STAGE_NAMES)
     finetuning_type: Literal["lora", "oft", "freeze", "full"] = opt("lora", "Which weights are trained.")
     pure_bf16: bool = opt(False, "Train in bf16 without mixed precision (trainable weights stay bf16).")
     use_llama_pro: bool = opt(False, "Train only the expanded blocks (LLaMA Pro).")
@@ -61,9 +62,7 @@ class FinetuningArgs:
     pref_beta: float = opt(0.1, "beta of DPO, KTO, ORPO and SimPO.", gt=0)
     pref_ftx: float = opt(0.0, "Weight of the SFT loss on the chosen response (dpo, kto).", ge=0)
     pref_bco_weight: float = opt(0.0, "Weight of the BCO loss mixed into DPO.", ge=0)
-    pref_loss: Literal["sigmoid", "hinge", "ipo", "kto_pair", "orpo", "simpo"] = opt(
-        "sigmoid", "DPO loss variant."
-    )
+    pref_loss: str = opt("sigmoid", "DPO loss variant.", choices=LOSS_NAMES)
     dpo_label_smoothing: float = opt(0.0, "cDPO label smoothing (sigmoid loss only).", ge=0, le=0.5)
     kto_chosen_weight: float = opt(1.0, "KTO weight of desirable examples.", gt=0)
     kto_rejected_weight: float = opt(1.0, "KTO weight of undesirable examples.", gt=0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+from ...catalog import STAGES, stage
 from ...data.registry import RegistryError, get_dataset_attr
 from . import Ctx, Finding, rule
 
@@ -60,14 +61,16 @@ def streaming_limits(ctx: Ctx) -> Iterator[Finding]:
 
 
 def _stage_needs(ctx: Ctx, key: str, name: str, attr) -> Iterator[Finding]:
-    if ctx.stage in ("rm", "dpo") and not attr.ranking:
+    kind = stage(ctx.stage).dataset
+    if kind == "ranking" and not attr.ranking:
         yield key, f"stage {ctx.stage} needs preference data (chosen/rejected): dataset '{name}' is not " \
                    "marked \"ranking\": true in dataset_info.json"
-    elif ctx.stage not in ("rm", "dpo") and attr.ranking:
+    elif kind != "ranking" and attr.ranking:
+        ranking = " or ".join(s.name for s in STAGES.values() if s.dataset == "ranking")
         yield key, f"dataset '{name}' is preference data (ranking) and cannot be used by stage {ctx.stage}; " \
-                   "use stage rm or dpo"
-    if ctx.stage == "kto" and not attr.columns.kto_tag:
-        yield key, f"stage kto needs a desirable/undesirable tag: dataset '{name}' has no columns.kto_tag"
+                   f"use stage {ranking}"
+    if kind == "kto_tag" and not attr.columns.kto_tag:
+        yield key, f"stage {ctx.stage} needs a desirable/undesirable tag: dataset '{name}' has no columns.kto_tag"
 
 
 @rule("error")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from ...catalog import LOSSES, STAGES, loss_keys, stage, stage_keys, stages_reading
 from ..schema import all_specs
 from . import Ctx, Finding, rule
 
@@ -12,15 +13,6 @@ _LORA_KEYS = ("lora_rank", "lora_alpha", "lora_dropout", "lora_target", "additio
 _OFT_KEYS = ("oft_rank", "oft_block_size", "oft_target", "module_dropout")
 _FREEZE_KEYS = ("freeze_trainable_layers", "freeze_trainable_modules", "freeze_extra_modules")
 _GENERATION_KEYS = tuple(k for k, s in all_specs().items() if s.group == "generating")
-_STAGE_KEYS = {
-    "dpo": ("pref_bco_weight", "dpo_label_smoothing", "simpo_gamma", "ld_alpha"),
-    "kto": ("kto_chosen_weight", "kto_rejected_weight"),
-    "ppo": ("ppo_buffer_size", "ppo_epochs", "ppo_score_norm", "ppo_target", "ppo_whiten_rewards", "reward_model",
-            "reward_model_adapters", "reward_model_quantization_bit", "reward_model_type"),
-}
-_SHARED_PREF = {"pref_beta": ("dpo", "kto"), "pref_ftx": ("dpo", "kto"), "pref_loss": ("dpo",),
-                "ref_model": ("dpo", "kto", "ppo"), "ref_model_adapters": ("dpo", "kto", "ppo"),
-                "ref_model_quantization_bit": ("dpo", "kto", "ppo")}
 
 
 def _set_keys(ctx: Ctx, keys: tuple[str, ...]) -> list[str]:
@@ -55,7 +47,7 @@ def freeze_keys_inactive(ctx: Ctx) -> Iterator[Finding]:
 @rule("notice")
 def generation_keys_in_training(ctx: Ctx) -> Iterator[Finding]:
     """Decoding settings matter for chat/api/predict, predict_with_generate and PPO rollouts only."""
-    if not ctx.tr.do_train or ctx.ev.predict_with_generate or ctx.stage == "ppo":
+    if not ctx.tr.do_train or ctx.ev.predict_with_generate or stage(ctx.stage).generates:
         return
     for key in _set_keys(ctx, _GENERATION_KEYS):
         yield key, f"ignored during training: {key} is used by chat, api, predict, predict_with_generate and ppo"
@@ -63,23 +55,26 @@ def generation_keys_in_training(ctx: Ctx) -> Iterator[Finding]:
 
 @rule("notice")
 def stage_keys_inactive(ctx: Ctx) -> Iterator[Finding]:
-    for stage, keys in _STAGE_KEYS.items():
-        if ctx.stage != stage:
-            for key in _set_keys(ctx, keys):
-                yield key, f"ignored: {key} only applies to stage {stage} (stage is {ctx.stage})"
-    for key, stages in _SHARED_PREF.items():
-        if ctx.stage not in stages and ctx.is_set(key):
-            yield key, f"ignored: {key} only applies to stage {' or '.join(stages)} (stage is {ctx.stage})"
+    """Keys the stage catalog gives to other stages (ppo_epochs in sft, ref_model in rm, ...)."""
+    mine = stage(ctx.stage).keys
+    for key in _set_keys(ctx, stage_keys()):
+        if key not in mine:
+            owners = " or ".join(stages_reading(key))
+            yield key, f"ignored: {key} only applies to stage {owners} (stage is {ctx.stage})"
 
 
 @rule("notice")
 def pref_loss_specific(ctx: Ctx) -> Iterator[Finding]:
-    if ctx.stage != "dpo":
+    """Keys the loss catalog gives to other preference losses, and a reference model for a reference-free one."""
+    if stage(ctx.stage).reference != "loss":
         return
-    if ctx.is_set("simpo_gamma") and ctx.ft.pref_loss != "simpo":
-        yield "simpo_gamma", f"ignored: simpo_gamma only applies to pref_loss: simpo (it is {ctx.ft.pref_loss})"
-    if ctx.ft.pref_loss in ("orpo", "simpo") and ctx.ft.ref_model:
-        yield "ref_model", f"ignored: pref_loss {ctx.ft.pref_loss} is reference-free"
+    loss = LOSSES[ctx.ft.pref_loss]
+    for key in _set_keys(ctx, loss_keys()):
+        if key not in loss.keys:
+            owners = " or ".join(name for name, spec in LOSSES.items() if key in spec.keys)
+            yield key, f"ignored: {key} only applies to pref_loss: {owners} (it is {loss.name})"
+    if loss.reference_free and ctx.ft.ref_model:
+        yield "ref_model", f"ignored: pref_loss {loss.name} is reference-free"
 
 
 @rule("notice")
@@ -123,8 +118,8 @@ def neat_packing_forces_packing(ctx: Ctx) -> Iterator[Finding]:
 
 @rule("notice")
 def template_in_pretraining(ctx: Ctx) -> Iterator[Finding]:
-    if ctx.stage == "pt" and ctx.data.template:
-        yield "template", "ignored in stage pt: pretraining text is tokenized without a chat template"
+    if stage(ctx.stage).processor == "pretrain" and ctx.data.template:
+        yield "template", f"ignored in stage {ctx.stage}: pretraining text is tokenized without a chat template"
 
 
 @rule("notice")
@@ -138,8 +133,9 @@ def padding_free_inactive(ctx: Ctx) -> Iterator[Finding]:
     """padding_free changes how pt/sft batches reach attention; elsewhere, or where it cannot apply, it is moot."""
     if not ctx.is_set("padding_free") or not ctx.data.padding_free:
         return
-    if ctx.stage not in ("pt", "sft"):
-        yield "padding_free", f"ignored in stage {ctx.stage}: only pt/sft batches are flattened"
+    if not stage(ctx.stage).packable:
+        packable = "/".join(s.name for s in STAGES.values() if s.packable)
+        yield "padding_free", f"ignored in stage {ctx.stage}: only {packable} batches are flattened"
     elif ctx.data.neat_packing:
         yield "padding_free", "no effect: neat_packing batches are always padding-free"
     elif ctx.data.packing:

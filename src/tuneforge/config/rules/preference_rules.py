@@ -8,26 +8,25 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from ...catalog import LOSSES, stage, uses_reference
 from . import Ctx, Finding, rule
-
-_REFERENCE_FREE = ("orpo", "simpo")
 
 
 def _uses_reference(ctx: Ctx) -> bool:
-    return ctx.stage == "kto" or (ctx.stage == "dpo" and ctx.ft.pref_loss not in _REFERENCE_FREE)
+    return uses_reference(stage(ctx.stage), ctx.ft.pref_loss)
 
 
 @rule("notice")
 def bco_needs_reference(ctx: Ctx) -> Iterator[Finding]:
     """BCO scores implicit rewards log(π/π_ref): there is nothing to mix into a reference-free loss."""
-    if ctx.stage == "dpo" and ctx.ft.pref_bco_weight > 0 and ctx.ft.pref_loss in _REFERENCE_FREE:
+    if stage(ctx.stage).reference == "loss" and ctx.ft.pref_bco_weight > 0 and LOSSES[ctx.ft.pref_loss].reference_free:
         yield "pref_bco_weight", (f"ignored: pref_bco_weight mixes BCO into losses with a reference model; "
                                   f"pref_loss {ctx.ft.pref_loss} is reference-free")
 
 
 @rule("notice")
 def ref_model_options_need_ref_model(ctx: Ctx) -> Iterator[Finding]:
-    if ctx.stage not in ("dpo", "kto", "ppo") or ctx.ft.ref_model:
+    if stage(ctx.stage).reference == "never" or ctx.ft.ref_model:
         return
     for key in ("ref_model_adapters", "ref_model_quantization_bit"):
         if ctx.is_set(key) and ctx.cfg.value(key) is not None:

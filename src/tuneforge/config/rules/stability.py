@@ -6,6 +6,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+from ...catalog import stage
 from ..schema import load_table
 from . import Ctx, Finding, rule
 
@@ -42,7 +43,7 @@ def learning_rate_range(ctx: Ctx) -> Iterator[Finding]:
         return
     table = load_table("lr_ranges.yaml")
     low, high = table["ranges"][ctx.ft.finetuning_type]
-    if ctx.stage in ("dpo", "kto", "ppo"):
+    if stage(ctx.stage).reference != "never":  # preference objectives move far from the start quickly
         low /= table["preference_divisor"]
     lr, factor = ctx.tr.learning_rate, table["factor"]
     if lr > high * factor or lr < low / factor:

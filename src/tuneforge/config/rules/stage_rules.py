@@ -4,32 +4,28 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from ...catalog import STAGES, stage, uses_reference
 from . import Ctx, Finding, rule
-
-_PREFERENCE = ("rm", "dpo", "kto")
 
 
 @rule("error")
-def sft_only_options(ctx: Ctx) -> Iterator[Finding]:
-    """train_on_prompt, mask_history, neat_packing and predict_with_generate only make sense in sft."""
-    if ctx.stage == "sft":
-        return
-    values = {
-        "train_on_prompt": ctx.data.train_on_prompt,
-        "mask_history": ctx.data.mask_history,
-        "neat_packing": ctx.data.neat_packing,
-        "predict_with_generate": ctx.ev.predict_with_generate,
-    }
-    for key, on in values.items():
-        if on:
-            yield key, f"{key} only works with stage: sft (stage is {ctx.stage}); remove it or set stage: sft"
+def stage_exclusive_options(ctx: Ctx) -> Iterator[Finding]:
+    """Keys a stage owns outright (sft: train_on_prompt, mask_history, neat_packing, predict_with_generate)."""
+    for owner in STAGES.values():
+        if owner.name == ctx.stage:
+            continue
+        for key in owner.exclusive_keys:
+            if ctx.cfg.value(key):
+                yield key, (f"{key} only works with stage: {owner.name} (stage is {ctx.stage}); remove it or set "
+                            f"stage: {owner.name}")
 
 
 @rule("error")
 def packing_stage(ctx: Ctx) -> Iterator[Finding]:
     """Packing concatenates single sequences: pairwise and KTO batches cannot be packed."""
-    if ctx.data.packing and ctx.stage not in ("pt", "sft") and ctx.is_set("packing"):
-        yield "packing", f"packing works with stage pt or sft, not {ctx.stage}; remove packing"
+    if ctx.data.packing and not stage(ctx.stage).packable and ctx.is_set("packing"):
+        packable = " or ".join(s.name for s in STAGES.values() if s.packable)
+        yield "packing", f"packing works with stage {packable}, not {ctx.stage}; remove packing"
 
 
 @rule("error")
@@ -40,7 +36,7 @@ def predict_needs_generate(ctx: Ctx) -> Iterator[Finding]:
 
 @rule("error")
 def best_model_stage(ctx: Ctx) -> Iterator[Finding]:
-    if ctx.stage in ("rm", "ppo") and ctx.ev.load_best_model_at_end:
+    if not stage(ctx.stage).best_model and ctx.ev.load_best_model_at_end:
         yield "load_best_model_at_end", f"load_best_model_at_end is not available for stage {ctx.stage}; remove it"
 
 
@@ -59,19 +55,13 @@ def ppo_requirements(ctx: Ctx) -> Iterator[Finding]:
         yield "shift_attn", "shift_attn cannot be used with stage ppo"
     if ctx.model.use_unsloth and ctx.ft.reward_model_type == "lora":
         yield "use_unsloth", "use_unsloth cannot share the base with a LoRA reward model; use reward_model_type: full"
-    if not ctx.tr.do_train:
-        yield "do_train", "stage ppo only trains: set do_train: true"
+
 
 
 @rule("error")
-def dpo_loss_options(ctx: Ctx) -> Iterator[Finding]:
-    if ctx.stage != "dpo":
-        return
-    if ctx.ft.pref_loss == "kto_pair":
-        yield "pref_loss", "pref_loss kto_pair was removed; use stage: kto with KTO data, or pref_loss: sigmoid"
-    if ctx.ft.dpo_label_smoothing > 0 and ctx.ft.pref_loss != "sigmoid":
-        yield "dpo_label_smoothing", (f"dpo_label_smoothing (cDPO) only applies to pref_loss: sigmoid, "
-                                      f"not {ctx.ft.pref_loss}")
+def train_only_stage(ctx: Ctx) -> Iterator[Finding]:
+    if stage(ctx.stage).train_only and not ctx.tr.do_train:
+        yield "do_train", f"stage {ctx.stage} only trains: set do_train: true"
 
 
 @rule("error")
@@ -94,8 +84,7 @@ def pissa_stage(ctx: Ctx) -> Iterator[Finding]:
     """PiSSA changes the base weights, so a reference model cannot be the base with the adapter off."""
     if not ctx.ft.pissa_init:
         return
-    uses_ref = ctx.stage == "dpo" and ctx.ft.pref_loss not in ("orpo", "simpo")
-    if ctx.stage in ("ppo", "kto") or uses_ref:
+    if uses_reference(stage(ctx.stage), ctx.ft.pref_loss):
         yield "pissa_init", (f"pissa_init cannot be used with stage {ctx.stage} (it needs the unchanged base as "
                              "reference); remove pissa_init")
 

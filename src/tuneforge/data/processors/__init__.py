@@ -1,7 +1,8 @@
 """Tokenize converted examples for one stage, drop the unusable ones (counted by reason) and pack if asked.
 
-``process(dataset, cfg, tokenizer, template)`` is the entry point: it picks the stage's batched processor from
-:data:`PROCESSORS`, maps it over the dataset, drops rows with no trained token (or malformed / too long ones),
+``process(dataset, cfg, tokenizer, template)`` is the entry point: it picks the stage's batched processor (the
+stage catalog names its module; :data:`PROCESSORS`), maps it over the dataset, drops rows with no trained token
+(or malformed / too long ones),
 counts every drop by reason, and packs pt/sft rows when ``cfg.data.packing`` is on.
 """
 
@@ -16,6 +17,7 @@ from typing import Any
 import numpy as np
 from datasets import Dataset
 
+from ...catalog import stage
 from ..packing import pack_examples, pack_stream
 from ..validate import DataError
 from ..workers import map_workers
@@ -24,20 +26,15 @@ from .common import DROP, TRUNCATED, Context, StageProcessor, probe_guard
 from .seqlen import Guard, infer_seqlen
 
 __all__ = [
-    "PROCESSORS", "Context", "Guard", "ProcessStats", "StageProcessor", "build_context", "infer_seqlen", "process",
-    "processor_key",
+    "PREDICT", "PROCESSORS", "Context", "Guard", "ProcessStats", "StageProcessor", "build_context", "infer_seqlen",
+    "process", "processor_key",
 ]
 
 PROCESSORS: dict[str, StageProcessor] = {
-    "pt": StageProcessor(pretrain.process_batch, pretrain.COLUMNS),
-    "sft": StageProcessor(supervised.process_batch, supervised.COLUMNS),
-    "rm": StageProcessor(pairwise.process_batch, pairwise.COLUMNS),
-    "dpo": StageProcessor(pairwise.process_batch, pairwise.COLUMNS),
-    "kto": StageProcessor(feedback.process_batch, feedback.COLUMNS),
-    "ppo": StageProcessor(unsupervised.process_batch, unsupervised.COLUMNS),
-    "predict": StageProcessor(unsupervised.process_batch, unsupervised.COLUMNS),  # sft eval, predict_with_generate
+    module.__name__.rsplit(".", 1)[1]: StageProcessor(module.process_batch, module.COLUMNS)
+    for module in (pretrain, supervised, pairwise, feedback, unsupervised)
 }
-PACKABLE = ("pt", "sft")
+PREDICT = "unsupervised"  # sft data generated from (predict_with_generate): prompts and reference replies
 logger = logging.getLogger(__name__)
 
 
@@ -60,9 +57,8 @@ class ProcessStats:
 
 
 def processor_key(cfg: Any, for_generation: bool = False) -> str:
-    """The :data:`PROCESSORS` key: the stage, or ``predict`` for sft data that will be generated from."""
-    stage = cfg.finetuning.stage
-    return "predict" if stage == "sft" and for_generation else stage
+    """The :data:`PROCESSORS` key: the stage's processor, or :data:`PREDICT` for data that will be generated from."""
+    return PREDICT if for_generation else stage(cfg.finetuning.stage).processor
 
 
 def build_context(cfg: Any, tokenizer: Any, template: Any, key: str | None = None) -> Context:
@@ -71,8 +67,8 @@ def build_context(cfg: Any, tokenizer: Any, template: Any, key: str | None = Non
     data = cfg.data
     ctx = Context(tokenizer=tokenizer, template=template, cutoff_len=data.cutoff_len,
                   train_on_prompt=data.train_on_prompt, mask_history=data.mask_history,
-                  packing=bool(data.packing) and key in PACKABLE)
-    if key == "pt":
+                  packing=bool(data.packing) and stage(cfg.finetuning.stage).packable and key != PREDICT)
+    if key == "pretrain":
         ctx.bos_id, ctx.doc_end_id = pretrain.auto_bos_id(tokenizer), pretrain.doc_end_id(tokenizer)
     elif template is not None:
         ctx.guard = probe_guard(template, tokenizer)
@@ -82,21 +78,22 @@ def build_context(cfg: Any, tokenizer: Any, template: Any, key: str | None = Non
 def process(dataset: Dataset, cfg: Any, tokenizer: Any, template: Any, *, key: str | None = None,
             stats: ProcessStats | None = None) -> Dataset:
     """Tokenize ``dataset`` (converted rows, see ``messages.py``) for the configured stage and return the rows to
-    train on. ``key`` overrides the processor (e.g. ``"predict"``); ``stats``, if given, is filled in.
+    train on. ``key`` overrides the processor (e.g. :data:`PREDICT`); ``stats``, if given, is filled in.
 
     Raises ``DataError`` when no example is left (every label masked, every row malformed or too long).
     """
     key = key or processor_key(cfg)
     ctx = build_context(cfg, tokenizer, template, key)
     processor = PROCESSORS[key]
+    label = "predict" if key == PREDICT and stage(cfg.finetuning.stage).processor != PREDICT else cfg.finetuning.stage
     mapped = dataset.map(partial(processor.process_batch, ctx=ctx), batched=True, features=processor.features(),
                          batch_size=cfg.data.preprocessing_batch_size,
                          num_proc=map_workers(cfg.data.preprocessing_num_workers, len(dataset)),
-                         remove_columns=dataset.column_names, desc=f"Tokenizing ({key})")
-    stats = stats if stats is not None else ProcessStats(stage=key)
+                         remove_columns=dataset.column_names, desc=f"Tokenizing ({label})")
+    stats = stats if stats is not None else ProcessStats(stage=label)
     kept = _drop_and_count(mapped, stats)
     if ctx.packing:
-        kept = pack_stream(kept, ctx.cutoff_len) if key == "pt" else pack_examples(kept, ctx.cutoff_len)
+        kept = pack_stream(kept, ctx.cutoff_len) if key == "pretrain" else pack_examples(kept, ctx.cutoff_len)
         stats.packed_rows = len(kept)
     logger.info(stats.summary())
     return kept

@@ -16,7 +16,7 @@ from datasets import Features, List, Value
 
 from ..messages import IGNORE_INDEX, PROMPT, RESPONSE, SYSTEM, TOOLS
 from ..templates.base import TemplateError
-from .seqlen import Guard, cut_prompt, cut_response, fit_turn
+from .seqlen import Guard, cut_prompt, cut_response, fit_turn, keep_structure
 
 Batch = dict[str, list[Any]]
 DROP, TRUNCATED = "_drop", "_truncated"
@@ -139,22 +139,65 @@ def gather(results: list[dict[str, Any] | str], columns: dict[str, Any]) -> Batc
     return out
 
 
-def cut_source(source: list[int], length: int, content: str, ctx: Context) -> list[int]:
-    """Cut a prompt to ``length`` ids, losing the oldest ids of ``content`` (its last message) first."""
-    if length >= len(source):
-        return source
-    return cut_prompt(source, length, ctx.guard.prompt_tail, ctx.content_len(content))
+def cut_turn(source: list[int], targets: list[list[int]], content: str, fit: tuple[int, int],
+             ctx: Context) -> tuple[list[int], list[list[int]]] | None:
+    """Cut a prompt and its replies to ``fit = (prompt ids, reply ids)``; the prompt only loses the oldest ids of
+    ``content`` (its last message), so its system block, earlier turns, role header and assistant header stay.
 
-
-def fit_oneturn(
-    source: list[int], targets: list[list[int]], content: str, ctx: Context, reserve: int = 0
-) -> tuple[list[int], list[list[int]], bool] | None:
-    """Fit one prompt and its alternative responses into ``cutoff_len - reserve`` tokens, the longest response
-    setting the budget; returns ``(prompt, responses, truncated)`` or ``None`` when even the guarded ids do not fit.
+    When the content alone cannot absorb the cut, budget moves from the replies (:func:`keep_structure`);
+    ``None`` when that leaves a reply without a content id (the caller drops the row as too long).
     """
+    new_source, new_target = fit
+    content_len = 0
+    if new_source < len(source):
+        tail = min(ctx.guard.prompt_tail, len(source))
+        content_len = min(ctx.content_len(content), len(source) - tail)
+        longest = max((len(t) for t in targets), default=0)
+        adjusted = keep_structure(fit, len(source) - content_len, min(longest, ctx.guard.response_tail + 1))
+        if adjusted is None:
+            return None
+        new_source, new_target = adjusted
+    return (cut_prompt(source, new_source, ctx.guard.prompt_tail, content_len),
+            [cut_response(t, new_target, ctx.guard.response_tail) for t in targets])
+
+
+Encoder = Callable[[int], tuple[list[int], list[list[int]]]]
+
+
+def fit_conversation(encode: Encoder, n_history: int, content: str, ctx: Context,
+                     reserve: int = 0) -> tuple[list[int], list[list[int]], bool] | None:
+    """Fit a prompt (earlier turns folded in) and its alternative replies into ``cutoff_len - reserve`` ids.
+
+    ``encode(k)`` renders the conversation without its ``k`` oldest user/assistant exchanges and returns
+    ``(prompt ids, [reply ids, ...])``; ``n_history`` is how many exchanges there are to drop. The split is
+    :func:`fit_turn` on the full lengths (LLaMA-Factory's ``infer_seqlen``, the longest reply setting it). The
+    prompt meets its share by dropping whole exchanges, oldest first, then the oldest ids of its last message
+    (``content``); the system block, the end of the last message and the assistant header always stay, and the
+    room a dropped exchange frees goes to the replies. So prompt + longest reply = ``min(budget, prompt after the
+    drops + longest reply)``. Example (budget 40, a 3-exchange prompt of 60 ids, reply 10): share 30; drop
+    exchanges until the prompt is ≤ 30 ids (say 26), reply keeps its 10. Returns ``(prompt, replies, truncated)``
+    or ``None`` when even the structure does not fit.
+    """
+    budget = ctx.cutoff_len - reserve
+    source, targets = encode(0)
     longest = max((len(t) for t in targets), default=0)
-    fit = fit_turn(len(source), longest, ctx.cutoff_len - reserve, ctx.guard)
+    fit = fit_turn(len(source), longest, budget, ctx.guard)
     if fit is None:
         return None
-    new_targets = [cut_response(t, fit[1], ctx.guard.response_tail) for t in targets]
-    return cut_source(source, fit[0], content, ctx), new_targets, fit[0] < len(source) or fit[1] < longest
+    share, dropped = fit[0], 0
+    while len(source) > share and dropped < n_history:
+        dropped += 1
+        source, targets = encode(dropped)
+    longest = max((len(t) for t in targets), default=0)
+    new_source = min(len(source), share)
+    cut = cut_turn(source, targets, content, (new_source, min(longest, budget - new_source)), ctx)
+    if cut is None:
+        return None
+    replies_cut = any(len(a) < len(b) for a, b in zip(cut[1], targets, strict=True))
+    truncated = dropped > 0 or len(cut[0]) < len(source) or replies_cut
+    return cut[0], cut[1], truncated
+
+
+def history_len(prompt: list) -> int:
+    """How many user/assistant exchanges come before a prompt's last message: ``history_len([u, a, u]) == 1``."""
+    return (len(prompt) - 1) // 2

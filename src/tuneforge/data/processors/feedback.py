@@ -12,7 +12,18 @@ from functools import partial
 from typing import Any
 
 from ..messages import KTO_TAG, RESPONSE
-from .common import INVALID, TOO_LONG, TRUNCATED, Batch, Context, collect, fit_oneturn, masked, valid_prompt
+from .common import (
+    INVALID,
+    TOO_LONG,
+    TRUNCATED,
+    Batch,
+    Context,
+    collect,
+    fit_conversation,
+    history_len,
+    masked,
+    valid_prompt,
+)
 
 COLUMNS: dict[str, Any] = {
     "input_ids": [], "attention_mask": [], "labels": [], "kl_input_ids": [], "kl_attention_mask": [], "kl_labels": [],
@@ -52,8 +63,13 @@ def _encode(prompt: list, response: list, system: str, tools: str, index: int, c
 
 
 def _side(prompt: list, reply: dict, system: str, tools: str, ctx: Context) -> tuple[dict, bool] | None:
-    source, target = ctx.template.encode_oneturn(ctx.tokenizer, [*prompt, reply], system, tools)
-    fitted = fit_oneturn(source, [target], prompt[-1]["content"], ctx, reserve=int(ctx.efficient_eos))
+
+    def encode(dropped: int) -> tuple[list[int], list[list[int]]]:
+        source, target = ctx.template.encode_oneturn(ctx.tokenizer, [*prompt[2 * dropped :], reply], system, tools)
+        return source, [target]
+
+    fitted = fit_conversation(encode, history_len(prompt), prompt[-1]["content"], ctx,
+                              reserve=int(ctx.efficient_eos))
     if fitted is None:
         return None
     source, (target,), truncated = fitted

@@ -1,9 +1,10 @@
 """Length budgeting and truncation that keeps a turn well formed.
 
 ``infer_seqlen`` is LLaMA-Factory's budget rule (same numbers, same test vectors). Unlike LLaMA-Factory, the
-cut itself never removes the structural tokens: a truncated prompt keeps its head (system + role header) and its
-tail (end of the user turn + the assistant header), losing the *oldest* tokens of its last message instead; a
-truncated response keeps its end-of-turn tokens and loses the end of its content (LLaMA-Factory bug §11.10).
+cut itself never removes the structural tokens: a truncated prompt keeps its head (system block + role header) and
+its tail (end of the user turn + the assistant header), losing the *oldest* tokens of its last message instead; a
+truncated response keeps its end-of-turn tokens and loses the end of its content (LLaMA-Factory bug §11.10). A
+prompt whose structure alone does not fit is not cut at all: the caller drops the row as too long.
 """
 
 from __future__ import annotations
@@ -74,11 +75,25 @@ def cut_response(ids: list[int], length: int, tail: int) -> list[int]:
     return ids[: length - tail] + ids[len(ids) - tail :]
 
 
-def cut_prompt(ids: list[int], length: int, tail: int, content_len: int) -> list[int]:
-    """Keep ``length`` ids of a prompt, dropping the oldest ids of its last message's content first.
+def keep_structure(fit: tuple[int, int], structure: int, min_target: int) -> tuple[int, int] | None:
+    """Move budget from the reply to the prompt so that the prompt keeps its ``structure`` ids (everything but its
+    last message's content); ``None`` when the reply would fall below ``min_target``.
 
-    The prompt is ``head + content + tail``: ``tail`` (end of turn + assistant header) is always kept, then
-    ``content`` loses its first ids; if the content is gone and more must go, the head loses its oldest ids.
+    ``keep_structure((4, 6), structure=7, min_target=3) == (7, 3)``; ``keep_structure((4, 6), 8, 3) is None``.
+    """
+    new_source, new_target = fit
+    if new_source >= structure:
+        return fit
+    new_target -= structure - new_source
+    return None if new_target < min_target else (structure, new_target)
+
+
+def cut_prompt(ids: list[int], length: int, tail: int, content_len: int) -> list[int]:
+    """Keep ``length`` ids of a prompt by dropping the oldest ids of its last message's content.
+
+    The prompt is ``head + content + tail``: ``head`` (system block, earlier turns, role header) and ``tail`` (end
+    of turn + assistant header) are always kept, ``content`` loses its first ids. ``length`` below
+    ``len(ids) - content_len`` is a caller error (see :func:`keep_structure`).
     ``cut_prompt([1, 2, 10, 11, 12, 8, 9], 5, tail=2, content_len=3) == [1, 2, 12, 8, 9]``.
     """
     drop = len(ids) - length
@@ -86,8 +101,7 @@ def cut_prompt(ids: list[int], length: int, tail: int, content_len: int) -> list
         return ids
     tail = min(tail, len(ids))
     content_len = max(min(content_len, len(ids) - tail), 0)
+    if drop > content_len:
+        raise ValueError(f"cannot keep {length} of {len(ids)} prompt ids: only {content_len} are content")
     content_start = len(ids) - tail - content_len
-    if drop <= content_len:
-        return ids[:content_start] + ids[content_start + drop :]
-    head_drop = drop - content_len
-    return ids[head_drop:content_start] + ids[len(ids) - tail :]
+    return ids[:content_start] + ids[content_start + drop :]

@@ -24,14 +24,14 @@ from .common import (
     Batch,
     Context,
     collect,
-    cut_source,
+    cut_turn,
     gather,
     has_trained_token,
     masked,
     rows,
     valid_prompt,
 )
-from .seqlen import cut_response, fit_turn
+from .seqlen import fit_turn
 
 COLUMNS: dict[str, Any] = {"input_ids": [], "attention_mask": [], "labels": []}
 Turn = tuple[int, list[int], list[int]]  # (turn index, prompt ids, response ids)
@@ -98,11 +98,11 @@ def budget_turns(
     for idx in order:
         source, target = pairs[idx]
         fit = fit_turn(len(source), len(target), left, ctx.guard)
-        if fit is None:
+        cut = None if fit is None else cut_turn(source, [target], contents[idx], fit, ctx)
+        if cut is None:
             return sorted(kept), True
-        kept.append((idx, cut_source(source, fit[0], contents[idx], ctx),
-                     cut_response(target, fit[1], ctx.guard.response_tail)))
-        left -= sum(fit)
+        kept.append((idx, cut[0], cut[1][0]))
+        left -= len(cut[0]) + len(cut[1][0])
     truncated = any(len(s) + len(t) < len(pairs[i][0]) + len(pairs[i][1]) for i, s, t in kept)
     return sorted(kept), truncated
 

@@ -11,7 +11,17 @@ from __future__ import annotations
 from functools import partial
 from typing import Any
 
-from .common import INVALID, TOO_LONG, TRUNCATED, Batch, Context, collect, fit_oneturn, valid_prompt
+from .common import (
+    INVALID,
+    TOO_LONG,
+    TRUNCATED,
+    Batch,
+    Context,
+    collect,
+    fit_conversation,
+    history_len,
+    valid_prompt,
+)
 
 COLUMNS: dict[str, Any] = {"input_ids": [], "attention_mask": [], "labels": []}
 
@@ -24,11 +34,15 @@ def process_batch(batch: Batch, ctx: Context) -> Batch:
 def _encode(prompt: list, response: list, system: str, tools: str, index: int, ctx: Context) -> dict | str:
     if not valid_prompt(prompt) or len(response) > 1:
         return INVALID
-    source = ctx.template.render_prompt(ctx.tokenizer, prompt, system, tools)
-    target: list[int] = []
-    if response:
-        target = ctx.template.encode_oneturn(ctx.tokenizer, prompt + response, system, tools)[1]
-    fitted = fit_oneturn(source, [target], prompt[-1]["content"], ctx, reserve=int(ctx.efficient_eos and bool(target)))
+
+    def encode(dropped: int) -> tuple[list[int], list[list[int]]]:
+        kept = prompt[2 * dropped :]
+        source = ctx.template.render_prompt(ctx.tokenizer, kept, system, tools)
+        target = ctx.template.encode_oneturn(ctx.tokenizer, kept + response, system, tools)[1] if response else []
+        return source, [target]
+
+    fitted = fit_conversation(encode, history_len(prompt), prompt[-1]["content"], ctx,
+                              reserve=int(ctx.efficient_eos and bool(response)))
     if fitted is None:
         return TOO_LONG
     source, (target,), truncated = fitted

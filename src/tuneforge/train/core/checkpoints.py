@@ -28,7 +28,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from ..config.report import plain
+from ...config.report import plain
 
 logger = logging.getLogger(__name__)
 
@@ -277,7 +277,7 @@ class CheckpointCallback(TrainerCallback):
     """Completion markers on every save, and a graceful stop when :meth:`request_stop` was called.
 
     ``manifest`` and ``extra_files`` (name → text written into each checkpoint, e.g. the resolved config) are set
-    by :func:`tuneforge.train.trainer.run_training` before training starts.
+    by :func:`tuneforge.train.core.trainer.run_training` before training starts.
     """
 
     def __init__(self) -> None:

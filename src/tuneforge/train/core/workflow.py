@@ -15,8 +15,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from ..config.schema import Config
-from ..data.pipeline import DatasetBundle, build_datasets
+from ...config.schema import Config
+from ...data.pipeline import DatasetBundle, build_datasets
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ class Prepared:
 
 def load_template(cfg: Config, tokenizer: Any) -> Any:
     """The chat template of the run; a tokenizer without a chat_template gets ours, so saved outputs carry it."""
-    from ..data.templates import resolve_template
+    from ...data.templates import resolve_template
 
     template = resolve_template(cfg.data.template, tokenizer, default_system=cfg.data.default_system,
                                 enable_thinking=cfg.data.enable_thinking, tool_format=cfg.data.tool_format)
@@ -46,7 +46,7 @@ def prepare(cfg: Config, *, stage_data: bool = True) -> Prepared:
     """Seed, then load tokenizer → template → datasets → model (the datasets first: bad data fails fast)."""
     from transformers import set_seed
 
-    from ..model import load_model, load_tokenizer, trainable_summary
+    from ...model import load_model, load_tokenizer, trainable_summary
 
     set_seed(cfg.training.seed)  # before the model: LoRA/from-scratch init must be reproducible
     start = time.perf_counter()
@@ -71,7 +71,7 @@ def load_frozen_model(cfg: Config, tokenizer: Any, path: str, adapters: list[str
     """
     from dataclasses import replace
 
-    from ..model import load_model
+    from ...model import load_model
 
     model_args = replace(cfg.model, model_name_or_path=path, adapter_name_or_path=list(adapters) if adapters else None,
                          quantization_bit=quantization_bit)

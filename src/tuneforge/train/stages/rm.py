@@ -17,9 +17,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..config.schema import Config
-from ..losses import pairwise_accuracy, pairwise_reward_loss
-from ..model.value_head import (
+from ...config.schema import Config
+from ...losses import pairwise_accuracy, pairwise_reward_loss
+from ...model.value_head import (
     VALUE_HEAD_FILE,
     ValueHeadCallback,
     attach_value_head,
@@ -28,8 +28,8 @@ from ..model.value_head import (
     sequence_scores,
     strip_value_head,
 )
+from ..core.workflow import Prepared, prepare, train_and_evaluate
 from . import preference as pref
-from .workflow import Prepared, prepare, train_and_evaluate
 
 logger = logging.getLogger(__name__)
 PREDICTIONS_FILE = "generated_predictions.jsonl"
@@ -87,8 +87,8 @@ def _predict(trainer: Any, dataset: Any) -> dict[str, Any]:
 
 
 def run(cfg: Config) -> dict[str, Any]:
-    from ..data.collator import build_collator
-    from .trainer import build_trainer
+    from ...data.collator import build_collator
+    from ..core.trainer import build_trainer
 
     p: Prepared = prepare(cfg)
     attach_value_head(p.model)

@@ -14,11 +14,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..config.schema import Config
-from ..losses import kto_kl_estimate, kto_loss, sft_term
+from ...config.schema import Config
+from ...losses import kto_kl_estimate, kto_loss, sft_term
+from ..core.callbacks import ratio
+from ..core.workflow import prepare, train_and_evaluate
 from . import preference as pref
-from .callbacks import ratio
-from .workflow import prepare, train_and_evaluate
 
 _SIDE_KEYS = ("input_ids", "attention_mask", "labels")
 
@@ -85,8 +85,8 @@ class KTOLoss:
 
 
 def run(cfg: Config) -> dict[str, Any]:
-    from ..data.collator import build_collator
-    from .trainer import build_trainer
+    from ...data.collator import build_collator
+    from ..core.trainer import build_trainer
 
     p = prepare(cfg)
     reference = pref.build_reference(cfg, p.model, p.tokenizer)

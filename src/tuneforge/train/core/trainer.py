@@ -30,8 +30,8 @@ from transformers import (
     set_seed,
 )
 
-from ..config.schema import Config
-from ..losses.ce import causal_lm_loss_with_accuracy
+from ...config.schema import Config
+from ...losses.ce import causal_lm_loss_with_accuracy
 from .callbacks import NonFiniteGuard, RunMeter, TokenProgressBar, TrainerLogWriter
 from .checkpoints import (
     CheckpointCallback,
@@ -62,7 +62,7 @@ _NOT_PASSED = ("gradient_checkpointing", "gradient_checkpointing_kwargs", "activ
 
 def default_loss(chunk_size: int = 1024, use_liger: bool = False) -> LossFn:
     """:func:`tuneforge.losses.ce.causal_lm_loss` in the ``LossFn`` shape."""
-    from ..losses.ce import causal_lm_loss
+    from ...losses.ce import causal_lm_loss
 
     def loss_fn(model: nn.Module, batch: dict[str, Any], num_items_in_batch: Tensor | int | None):
         return causal_lm_loss(model, batch, num_items_in_batch=num_items_in_batch, chunk_size=chunk_size,
@@ -256,7 +256,7 @@ def _loraplus_optimizer(cfg: Config, model: nn.Module, args: Seq2SeqTrainingArgu
     """HF's optimizer class (``optim``) over LoRA+ parameter groups, or None to let HF build its own."""
     if cfg.finetuning.finetuning_type != "lora" or cfg.finetuning.loraplus_lr_ratio is None:
         return None
-    from ..model.loraplus import optimizer_param_groups
+    from ...model.loraplus import optimizer_param_groups
 
     optimizer_cls, optimizer_kwargs = Seq2SeqTrainer.get_optimizer_cls_and_kwargs(args, model)
     return optimizer_cls(optimizer_param_groups(model, cfg, args.learning_rate), **optimizer_kwargs)

@@ -28,8 +28,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..model.value_head import ValueHead, hidden_size_of, load_value_head, load_value_head_model, score_last_tokens
-from .ppo_loop import Policy, ScoreFn, assemble
+from ...model.value_head import ValueHead, hidden_size_of, load_value_head, load_value_head_model, score_last_tokens
+from .loop import Policy, ScoreFn, assemble
 
 logger = logging.getLogger(__name__)
 
@@ -188,8 +188,8 @@ def _trainable_kept(model: nn.Module) -> Iterator[None]:
 
 def on_device(model: nn.Module, device: torch.device) -> nn.Module:
     """``model.to(device)``, except for bitsandbytes models, which were placed when loaded and cannot move."""
-    from ..losses._model import unwrap_causal_lm
-    from ..model.quantization import is_quantized
+    from ...losses._model import unwrap_causal_lm
+    from ...model.quantization import is_quantized
 
     return model if is_quantized(unwrap_causal_lm(model)) else model.to(device)
 

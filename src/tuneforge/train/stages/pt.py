@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..config.schema import Config
-from .workflow import attn_implementation, prepare, train_and_evaluate
+from ...config.schema import Config
+from ..core.workflow import attn_implementation, prepare, train_and_evaluate
 
 
 def run(cfg: Config) -> dict[str, Any]:
-    from ..data.collator import build_collator
-    from ..model.varlen import flattens_batches
-    from .trainer import build_trainer
+    from ...data.collator import build_collator
+    from ...model.varlen import flattens_batches
+    from ..core.trainer import build_trainer
 
     p = prepare(cfg)
     collator = build_collator(cfg, p.tokenizer, attn_implementation=attn_implementation(p.model),

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..config.schema import Config
-from .workflow import attn_implementation, prepare, train_and_evaluate
+from ...config.schema import Config
+from ..core.workflow import attn_implementation, prepare, train_and_evaluate
 
 
 def run(cfg: Config) -> dict[str, Any]:
-    from ..data.collator import build_collator
-    from ..model.varlen import flattens_batches
-    from .trainer import build_trainer
+    from ...data.collator import build_collator
+    from ...model.varlen import flattens_batches
+    from ..core.trainer import build_trainer
 
     p = prepare(cfg)
     generate = cfg.evaluation.predict_with_generate
@@ -28,6 +28,6 @@ def run(cfg: Config) -> dict[str, Any]:
 
 def _predict(cfg: Config, trainer: Any, p: Any) -> dict[str, Any]:
     """Generate for the eval rows (``predict_with_generate``): generated_predictions.jsonl + BLEU/ROUGE scores."""
-    from ..infer.predict import predict_and_save
+    from ...infer.predict import predict_and_save
 
     return predict_and_save(cfg, trainer.model, p.tokenizer, p.template, p.data.eval)

@@ -10,7 +10,7 @@ and the set-up of the reference model.
 * :func:`prepare_reference` - dropout off in policy and reference, a separate reference frozen on the device.
   Per-example loss averaging is ``build_trainer(per_example_loss=True)`` (LLaMA-Factory turns
   ``model_accepts_loss_kwargs`` off for these stages); exact ``Σ/count`` metrics are
-  :func:`~tuneforge.train.callbacks.ratio` values, which every trainer's meter folds.
+  :func:`~tuneforge.train.core.callbacks.ratio` values, which every trainer's meter folds.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from ..config.schema import Config
-from ..losses import IGNORE_INDEX, model_token_logps, sequence_logps, sft_term
+from ...config.schema import Config
+from ...losses import IGNORE_INDEX, model_token_logps, sequence_logps, sft_term
 
 logger = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ class Reference:
 def load_reference_model(cfg: Config, tokenizer: Any) -> nn.Module:
     """The frozen reference: ``ref_model`` (+ ``ref_model_adapters`` merged, ``ref_model_quantization_bit``), or,
     without it, a second copy of the run's model (its adapters merged). See :func:`workflow.load_frozen_model`."""
-    from .workflow import load_frozen_model
+    from ..core.workflow import load_frozen_model
 
     ft, model = cfg.finetuning, cfg.model
     if ft.ref_model:
@@ -202,7 +202,7 @@ def prepare_reference(trainer: Any, reference: Reference | None = None) -> None:
         return
     disable_dropout(trainer.model)
     if reference.model is not None:
-        from ..model.quantization import is_quantized
+        from ...model.quantization import is_quantized
 
         disable_dropout(reference.model)
         if not is_quantized(reference.model):  # bitsandbytes models are placed at load time and cannot move

@@ -13,9 +13,9 @@ from typing import Any
 
 import torch
 
-from ..model.value_head import load_value_head, save_value_head, strip_value_head
-from .checkpoints import ResumeError
-from .ppo_loop import Policy
+from ...model.value_head import load_value_head, save_value_head, strip_value_head
+from ..core.checkpoints import ResumeError
+from .loop import Policy
 
 
 def rng_state() -> dict[str, Any]:

@@ -1,7 +1,7 @@
 """Loss and metric curves from ``trainer_state.json``: ``training_<key>.png`` (LLaMA-Factory's file names).
 
 Each figure shows the raw values and an exponential moving average. Keys per stage follow LLaMA-Factory
-(:data:`STAGE_PLOT_KEYS`); per-dataset evaluation keys (``eval_<name>_loss``) found in the log are added.
+(the stage catalog's ``plot_keys``); per-dataset evaluation keys (``eval_<name>_loss``) found in the log are added.
 """
 
 from __future__ import annotations
@@ -14,16 +14,10 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+from ... import catalog
+
 logger = logging.getLogger(__name__)
 
-STAGE_PLOT_KEYS: dict[str, tuple[str, ...]] = {
-    "pt": ("loss", "eval_loss"),
-    "sft": ("loss", "eval_loss", "eval_accuracy"),
-    "rm": ("loss", "eval_loss", "eval_accuracy"),
-    "dpo": ("loss", "rewards/accuracies", "eval_loss"),
-    "kto": ("loss", "rewards/chosen", "eval_loss"),
-    "ppo": ("loss", "reward"),
-}
 _PER_DATASET_EVAL = re.compile(r"^eval_.+_(loss|accuracy)$")
 
 
@@ -44,7 +38,7 @@ def ema(values: Sequence[float], weight: float | None = None) -> list[float]:
 
 def plot_keys(stage: str, log_history: Iterable[dict[str, Any]]) -> list[str]:
     """The stage's keys plus every per-dataset eval loss/accuracy that appears in ``log_history``."""
-    keys = list(STAGE_PLOT_KEYS.get(stage, ("loss", "eval_loss")))
+    keys = list(catalog.stage(stage).plot_keys)
     for entry in log_history:
         for key in entry:
             if _PER_DATASET_EVAL.match(key) and key not in keys:

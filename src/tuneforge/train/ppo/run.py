@@ -1,12 +1,12 @@
 """Stage ppo: RLHF with PPO on our own losses (LLaMA-Factory's TRL-based PPO cannot run on a current install).
 
-``run(cfg)`` wires the pieces and drives :func:`tuneforge.train.ppo_loop.ppo_step` once per PPO step:
+``run(cfg)`` wires the pieces and drives :func:`tuneforge.train.ppo.loop.ppo_step` once per PPO step:
 
 * **policy** - the model of ``prepare`` (LoRA / freeze / full) plus a value head ``Linear(hidden, 1)`` on its own
   last hidden state (one model, as TRL's value-head models; the head is trained with the policy);
 * **reference** - ``ref_model`` (+ ``ref_model_adapters``) if given; else, under LoRA, the same model with its
   adapter disabled (no copy); else a frozen second copy of the base;
-* **reward** - ``reward_model`` by ``reward_model_type`` (see :mod:`tuneforge.train.rewards`), or a Python
+* **reward** - ``reward_model`` by ``reward_model_type`` (see :mod:`tuneforge.train.ppo.rewards`), or a Python
   function passed as ``run(cfg, reward=fn)``.
 
 The objective per mini-batch is ``policy_loss + VALUE_COEF · value_loss`` (0.1, TRL's ``vf_coef``), logged as
@@ -37,11 +37,11 @@ from typing import Any
 import torch
 from transformers import TrainerControl, TrainerState
 
-from ..config.schema import Config
-from ..losses import model_token_logps
-from ..model.value_head import attach_value_head
-from .callbacks import MAX_NONFINITE_STEPS, TokenProgressBar, TrainerLogWriter, TrainingError
-from .checkpoints import (
+from ...config.schema import Config
+from ...losses import model_token_logps
+from ...model.value_head import attach_value_head
+from ..core.callbacks import MAX_NONFINITE_STEPS, TokenProgressBar, TrainerLogWriter, TrainingError
+from ..core.checkpoints import (
     CheckpointCallback,
     ResumeError,
     checkpoint_dirs,
@@ -55,12 +55,12 @@ from .checkpoints import (
     stop_on_signals,
     verify_resume,
 )
-from .plots import plot_keys, plot_loss
-from .ppo_loop import Policy, PPOSettings, PPOState, PromptStream, ReferenceFn, generation_config, ppo_step
-from .ppo_state import load_policy, rng_state, save_policy, set_rng_state
-from .records import CONFIG_FILE, RunRecord, config_yaml, write_config
+from ..core.plots import plot_keys, plot_loss
+from ..core.records import CONFIG_FILE, RunRecord, config_yaml, write_config
+from ..core.workflow import Prepared, load_frozen_model, prepare
+from .loop import Policy, PPOSettings, PPOState, PromptStream, ReferenceFn, generation_config, ppo_step
 from .rewards import RewardFn, build_reward, on_device
-from .workflow import Prepared, load_frozen_model, prepare
+from .state import load_policy, rng_state, save_policy, set_rng_state
 
 logger = logging.getLogger(__name__)
 
@@ -74,13 +74,13 @@ def run(cfg: Config, *, reward: RewardFn | None = None) -> dict[str, Any]:
     Args:
         cfg: a resolved config with ``stage: ppo``.
         reward: a Python reward function used instead of ``reward_model`` (see
-            :class:`tuneforge.train.rewards.FunctionReward` for its signature).
+            :class:`tuneforge.train.ppo.rewards.FunctionReward` for its signature).
 
     Raises:
         ValueError: fp16 (PPO here runs in bf16 or fp32) or several processes (one process only).
-        OutputDirError, ResumeError, TrainingError: as :func:`tuneforge.train.trainer.run_training`.
+        OutputDirError, ResumeError, TrainingError: as :func:`tuneforge.train.core.trainer.run_training`.
     """
-    from .trainer import build_training_args
+    from ..core.trainer import build_training_args
 
     args = build_training_args(cfg)
     _check_supported(args)
@@ -141,7 +141,7 @@ def build_optimizer(cfg: Config, args: Any, policy: Policy) -> torch.optim.Optim
     LoRA+ groups as in the other stages)."""
     from transformers import Trainer
 
-    from ..model import optimizer_param_groups
+    from ...model import optimizer_param_groups
 
     optimizer_cls, kwargs = Trainer.get_optimizer_cls_and_kwargs(args, policy.model)
     return optimizer_cls(optimizer_param_groups(policy.model, cfg, args.learning_rate), **kwargs)

@@ -35,8 +35,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..data.collator import PaddingCollator
-from ..losses import (
+from ...data.collator import PaddingCollator
+from ...losses import (
     AdaptiveKLController,
     RunningMoments,
     clip_fraction,
@@ -49,8 +49,8 @@ from ..losses import (
     score_norm,
     whiten,
 )
-from ..losses._model import backbone_of, unwrap_causal_lm
-from ..losses.ce import IGNORE_INDEX
+from ...losses._model import backbone_of, unwrap_causal_lm
+from ...losses.ce import IGNORE_INDEX
 
 VALUE_COEF = 0.1  # weight of the value loss in the optimised loss (TRL's vf_coef)
 INIT_KL_COEF = 0.2  # β_0 of the adaptive controller
@@ -58,7 +58,7 @@ KL_HORIZON = 10000  # the controller's horizon (Ziegler et al. 2019 use K_β = 0
 GAMMA, LAM = 1.0, 0.95  # GAE discount and λ
 CLIP, VALUE_CLIP = 0.2, 0.2  # ε of the policy ratio and of the value update
 
-# (prompt ids, response ids) -> [B] fp32 scores; see tuneforge.train.rewards.
+# (prompt ids, response ids) -> [B] fp32 scores; see tuneforge.train.ppo.rewards.
 ScoreFn = Callable[[list[list[int]], list[list[int]]], Tensor]
 # a right-padded prompt+response batch -> [B, T] reference log-probabilities of its labels
 ReferenceFn = Callable[[dict[str, Tensor]], Tensor]

@@ -20,10 +20,11 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..config.schema import Config
-from ..losses import LENGTH_AVERAGED, PREF_LOSSES, REFERENCE_FREE, RunningMoments, bco_loss, dpo_rewards, mix_bco
+from ...catalog import LOSSES
+from ...config.schema import Config
+from ...losses import PREF_LOSSES, RunningMoments, bco_loss, dpo_rewards, mix_bco
+from ..core.workflow import prepare, train_and_evaluate
 from . import preference as pref
-from .workflow import prepare, train_and_evaluate
 
 
 class DPOLoss:
@@ -41,12 +42,11 @@ class DPOLoss:
         ft = cfg.finetuning
         self.name, self.beta, self.ftx, self.ld_alpha = ft.pref_loss, ft.pref_beta, ft.pref_ftx, ft.ld_alpha
         self.reference = reference
-        self.average = self.name in LENGTH_AVERAGED
+        spec = LOSSES[self.name]
+        self.average = spec.length_averaged
+        # the loss catalog says which config keys feed which keyword of the loss function
         self.kwargs: dict[str, float] = {"beta": self.beta}
-        if self.name == "sigmoid":
-            self.kwargs["label_smoothing"] = ft.dpo_label_smoothing
-        if self.name == "simpo":
-            self.kwargs["gamma"] = ft.simpo_gamma
+        self.kwargs.update({keyword: getattr(ft, key) for keyword, key in spec.kwargs.items()})
         self.bco_weight = ft.pref_bco_weight if reference.kind != "none" else 0.0
         self.moments = RunningMoments()  # BCO's reward baseline δ
 
@@ -89,12 +89,12 @@ class DPOLoss:
 
 
 def run(cfg: Config) -> dict[str, Any]:
-    from ..data.collator import build_collator
-    from .trainer import build_trainer
+    from ...data.collator import build_collator
+    from ..core.trainer import build_trainer
 
     p = prepare(cfg)
     reference = pref.build_reference(cfg, p.model, p.tokenizer,
-                                     reference_free=cfg.finetuning.pref_loss in REFERENCE_FREE)
+                                     reference_free=LOSSES[cfg.finetuning.pref_loss].reference_free)
     trainer = build_trainer(cfg, p.model, p.tokenizer, p.data.train, p.data.eval, build_collator(cfg, p.tokenizer),
                             compute_loss=DPOLoss(cfg, reference))
     pref.prepare_reference(trainer, reference)

@@ -21,9 +21,9 @@ from typing import Any
 
 import yaml
 
-from ..config.report import plain
-from ..config.schema import GROUPS, Config, all_specs
-from ..utils.versions import package_versions
+from ...config.report import plain
+from ...config.schema import GROUPS, Config, all_specs
+from ...utils.versions import package_versions
 
 CONFIG_FILE = "tuneforge_config.yaml"
 RUN_FILE = "tuneforge_run.json"

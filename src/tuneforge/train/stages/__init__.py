@@ -1,0 +1,1 @@
+"""One thin module per trainer-based stage (pt, sft, rm, dpo, kto), each exposing ``run(cfg) -> dict``."""
