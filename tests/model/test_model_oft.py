@@ -56,6 +56,12 @@ def test_a_new_oft_adapter_starts_as_the_identity(tiny_model_dir):
     assert torch.allclose(logits(model), logits(base_model(tiny_model_dir)), atol=1e-5)
 
 
+def test_oft_with_llama_pro_adapts_only_the_expanded_block(tiny_model_dir):
+    model = load(tiny_model_dir, finetuning_type="oft", oft_target="q_proj", use_llama_pro=True,
+                 freeze_trainable_layers=1)
+    assert trainable_names(model) == oft_names(["q_proj"], layers=(1,))
+
+
 def test_oft_additional_target_trains_whole_modules(tiny_model_dir):
     model = load(tiny_model_dir, finetuning_type="oft", oft_target="q_proj", additional_target="lm_head")
     head = {n for n in trainable_names(model) if "lm_head" in n}

@@ -15,6 +15,7 @@ import logging
 
 import torch
 
+from .freeze import num_layers, trainable_layer_ids
 from .modules import check_names, linear_leaf_names, lora_targetable_names
 
 logger = logging.getLogger(__name__)
@@ -37,6 +38,9 @@ def build_oft_config(model: torch.nn.Module, cfg, *, vocab_extended: bool = Fals
     from .lora import modules_to_save
 
     ft = cfg.finetuning
+    layers = None
+    if ft.use_llama_pro:  # only the expanded blocks carry adapters
+        layers = trainable_layer_ids(num_layers(model), ft.freeze_trainable_layers, llama_pro=True)
     config = OFTConfig(
         task_type=TaskType.CAUSAL_LM,
         r=ft.oft_rank,
@@ -44,6 +48,7 @@ def build_oft_config(model: torch.nn.Module, cfg, *, vocab_extended: bool = Fals
         module_dropout=ft.module_dropout,
         target_modules=oft_targets(model, cfg),
         modules_to_save=modules_to_save(model, cfg, vocab_extended=vocab_extended),
+        layers_to_transform=layers,
     )
     logger.info("new OFT adapter: r=%d, block size %d, targets %s", config.r, config.oft_block_size,
                 sorted(config.target_modules))
