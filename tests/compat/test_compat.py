@@ -4,7 +4,8 @@ feature named.
 
 ``configs/matrix``: stage (pt, sft, rm, ppo, dpo, kto) x method (lora, qlora, freeze, full, oft).
 ``configs/features``: DeepSpeed ZeRO 0/2/3, FSDP (list and string forms), packing, mixing, evaluation, RoPE
-scaling, attention, Liger, LoRA variants, LLaMA Pro, legacy transformers 4.57 keys...
+scaling, attention, Liger, LoRA variants, LLaMA Pro, QOFT, legacy transformers 4.57 keys, and the inference,
+predict and merge (export) configs.
 ``configs/refused``: each starts with ``# refused: <key> -> <words of the error>``.
 """
 
