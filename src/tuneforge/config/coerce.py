@@ -157,6 +157,8 @@ def _python_none(value: Any, members: tuple[Any, ...]) -> bool:
 
 
 def _convert(spec: FieldSpec, value: Any) -> Any:
+    if spec.constraints.get("spaced") and isinstance(value, list | tuple):
+        value = " ".join(str(item) for item in value)  # `fsdp: [full_shard, auto_wrap]` -> "full_shard auto_wrap"
     members = _union_members(spec.type)
     nullable = type(None) in members
     if _is_null(value) or _python_none(value, members):
@@ -234,6 +236,8 @@ def describe_type(spec: FieldSpec) -> str:
     names = [_type_name(m) for m in members if m is not type(None)]
     if spec.constraints.get("listy"):
         names = ["list[str] (comma-separated)"]
+    if spec.constraints.get("spaced"):
+        names = ["str | list[str] (space-separated)"]
     text = " | ".join(names)
     bounds = [f"{op} {spec.constraints[k]}" for k, op in (("ge", ">="), ("gt", ">"), ("le", "<="), ("lt", "<"))
               if k in spec.constraints]

@@ -26,7 +26,8 @@ def opt(default: Any, help: str, *, factory: Any = None, **constraints: Any) -> 
 
     Constraints: ``ge``/``gt``/``le``/``lt`` (numeric bounds), ``choices``
     (allowed values for a free ``str``), ``listy`` (a ``str`` given as a
-    comma-separated list is split).
+    comma-separated list is split), ``spaced`` (a list given for a ``str`` is
+    joined with spaces).
     """
     metadata = {"help": help, **constraints}
     if factory is not None:

@@ -23,6 +23,7 @@ import yaml
 from ..utils.suggest import did_you_mean
 from .coerce import CoerceError, coerce, describe_type
 from .diagnostics import ConfigError, Diagnostic
+from .legacy import apply_legacy
 from .schema import DERIVED_ONLY, GROUPS, Config, all_specs, group_classes, load_table
 
 CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
@@ -121,30 +122,6 @@ def _flatten(data: Mapping[str, Any], raw: _Raw, source: str) -> None:
         raw.values[key], raw.sources[key] = value, source
 
 
-def _apply_legacy(raw: _Raw) -> None:
-    table = load_table("legacy.yaml")
-    for old in [k for k in raw.values if k in table]:
-        rule, value = table[old], raw.values.pop(old)
-        source = raw.sources.pop(old)
-        if "drop" in rule:
-            if value in rule.get("refuse", []):
-                raw.error(old, f"{old}: {value!r} cannot be honoured: {rule['drop']}; remove the key")
-            else:
-                raw.notice(old, f"ignored: {rule['drop']}")
-            continue
-        target = rule["to"]
-        if target in raw.values:
-            raw.error(old, f"both {old} (legacy) and {target} are set; keep only {target}")
-            continue
-        if "values" in rule and value in rule["values"]:
-            value = rule["values"][value]
-        if rule.get("ratio_below_one") and not (isinstance(value, int | float) and 0 <= value < 1):
-            raw.error(old, f"{old} must be a ratio in [0, 1), got {value!r}")
-            continue
-        raw.values[target], raw.sources[target] = value, source
-        raw.notice(old, f"translated to {target}: {value!r} ({rule['why']})")
-
-
 def _unsupported_index() -> tuple[dict[str, str], dict[str, Any]]:
     table = load_table("unsupported.yaml")
     reason = {key: what for what, keys in table["_groups"].items() for key in keys}
@@ -230,7 +207,7 @@ def resolve(
     pairs, diags = parse_overrides(overrides)
     raw.diags.extend(diags)
     _flatten(dict(pairs), raw, "override")
-    _apply_legacy(raw)
+    apply_legacy(raw)
     _apply_unsupported(raw)
     _check_unknown(raw, environ)
     typed = _coerce_all(raw, environ)

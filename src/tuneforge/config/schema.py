@@ -33,6 +33,9 @@ _HF_EXCLUDED = frozenset({"local_rank", "parallelism_config"})
 # transformers declares these narrower than LLaMA-Factory configs use them.
 _HF_TYPES = {"resume_from_checkpoint": bool | str | None}
 
+# Extra constraints on transformers keys: ``fsdp`` is written as a list in LLaMA-Factory's examples.
+_HF_CONSTRAINTS = {"fsdp": {"spaced": True}}
+
 # Values we compute and show but a user cannot set: name -> (group, meaning).
 DERIVED_ONLY = {
     "lora_scaling": ("finetuning", "LoRA output scale: lora_alpha / lora_rank, or / sqrt(lora_rank) with rsLoRA"),
@@ -71,7 +74,8 @@ def _hf_specs() -> tuple[FieldSpec, ...]:
     group_of = {key: group for group, keys in placement.items() for key in keys}
     specs = specs_of(Seq2SeqTrainingArguments, "training", origin="transformers")
     return tuple(
-        dataclasses.replace(s, group=group_of.get(s.name, "training"), type=_HF_TYPES.get(s.name, s.type))
+        dataclasses.replace(s, group=group_of.get(s.name, "training"), type=_HF_TYPES.get(s.name, s.type),
+                            constraints={**s.constraints, **_HF_CONSTRAINTS.get(s.name, {})})
         for s in specs
         if s.name not in _HF_EXCLUDED
     )

@@ -36,7 +36,7 @@ logger = logging.getLogger(__name__)
 def load_model(cfg, tokenizer, *, is_trainable: bool) -> torch.nn.Module:
     """The causal LM of ``cfg.model`` with ``cfg.finetuning``'s method applied.
 
-    Training: a ``PeftModel`` for lora, the transformers model for freeze/full, with exactly the method's
+    Training: a ``PeftModel`` for lora and oft, the transformers model for freeze/full, with exactly the method's
     parameters trainable (fp32 unless ``pure_bf16``), activation checkpointing on unless disabled, ``use_cache``
     off, in train mode. Inference (``is_trainable=False``): adapters merged, nothing trainable, eval mode.
     ``tokenizer`` (from :func:`load_tokenizer`, or None) decides whether the embeddings must grow.
@@ -123,7 +123,7 @@ def _fit_vocabulary(model: torch.nn.Module, tokenizer, cfg) -> bool:
 def _apply_method(model: torch.nn.Module, cfg, *, is_trainable: bool, vocab_extended: bool,
                   use_unsloth: bool) -> torch.nn.Module:
     method = cfg.finetuning.finetuning_type
-    if method == "lora":
+    if method in ("lora", "oft"):
         builder = unsloth_adapter_builder(cfg) if use_unsloth else None
         return apply_lora(model, cfg, is_trainable=is_trainable, vocab_extended=vocab_extended, new_adapter=builder)
     if not is_trainable:

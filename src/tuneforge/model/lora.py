@@ -1,4 +1,4 @@
-"""``finetuning_type: lora``: a new or resumed PEFT LoRA adapter, and the adapters merged under it.
+"""``finetuning_type: lora`` (and ``oft``): a new or resumed PEFT adapter, and the adapters merged under it.
 
 ``adapter_name_or_path: [a, b, c]`` (LLaMA-Factory semantics):
 
@@ -6,6 +6,8 @@
 * training with ``create_new_adapter``: merge a, b and c, train a new adapter;
 * inference: merge all three (the result is a plain transformers model);
 * a quantized base cannot take merges: one adapter at most, kept unmerged.
+
+A new adapter is a ``LoraConfig`` for lora and an ``OFTConfig`` for oft (:mod:`tuneforge.model.oft`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from .errors import ModelLoadError
 from .freeze import num_layers, trainable_layer_ids
 from .hub import explain_hub_errors, looks_like_path
 from .modules import all_leaf_names, check_names, embedding_names, linear_leaf_names, lora_targetable_names
+from .oft import build_oft_config
 from .quantization import is_quantized
 
 logger = logging.getLogger(__name__)
@@ -135,7 +138,8 @@ def _plan(adapters: list[str], cfg, *, mergeable: bool, is_trainable: bool) -> t
 
 def apply_lora(model: torch.nn.Module, cfg, *, is_trainable: bool, vocab_extended: bool = False,
                new_adapter=None) -> torch.nn.Module:
-    """Merge/resume ``adapter_name_or_path`` and, in training, add a new adapter when none is resumed.
+    """Merge/resume ``adapter_name_or_path`` and, in training, add a new adapter (LoRA or OFT, after
+    ``finetuning_type``) when none is resumed.
 
     ``new_adapter(model, lora_config)`` builds the new PeftModel (default ``peft.get_peft_model``; Unsloth passes
     its own). Returns a PeftModel in training; at inference a plain model unless an adapter stays unmerged.
@@ -148,11 +152,14 @@ def apply_lora(model: torch.nn.Module, cfg, *, is_trainable: bool, vocab_extende
         return load_adapter(model, keep, cfg, is_trainable=is_trainable)
     if not is_trainable:
         return model
-    lora_config = build_lora_config(model, cfg, vocab_extended=vocab_extended)
+    if cfg.finetuning.finetuning_type == "oft":
+        peft_config = build_oft_config(model, cfg, vocab_extended=vocab_extended)
+    else:
+        peft_config = build_lora_config(model, cfg, vocab_extended=vocab_extended)
+        logger.info("new LoRA adapter: r=%d, alpha=%s, targets %s", peft_config.r, peft_config.lora_alpha,
+                    sorted(peft_config.target_modules))
     if new_adapter is not None:
-        return new_adapter(model, lora_config)
+        return new_adapter(model, peft_config)
     from peft import get_peft_model
 
-    logger.info("new LoRA adapter: r=%d, alpha=%s, targets %s", lora_config.r, lora_config.lora_alpha,
-                sorted(lora_config.target_modules))
-    return get_peft_model(model, lora_config, autocast_adapter_dtype=not cfg.finetuning.pure_bf16)
+    return get_peft_model(model, peft_config, autocast_adapter_dtype=not cfg.finetuning.pure_bf16)

@@ -1,4 +1,4 @@
-"""Finetuning group: stage, method and its LoRA / freeze / RLHF parts (LLaMA-Factory's FinetuningArguments)."""
+"""Finetuning group: stage, method and its LoRA / OFT / freeze / RLHF parts (LLaMA-Factory's FinetuningArguments)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ class FinetuningArgs:
     """What is trained and with which objective."""
 
     stage: str = opt("sft", "Training stage.", choices=STAGE_NAMES)
-    finetuning_type: Literal["lora", "freeze", "full"] = opt("lora", "Which weights are trained.")
+    finetuning_type: Literal["lora", "oft", "freeze", "full"] = opt("lora", "Which weights are trained.")
     pure_bf16: bool = opt(False, "Train in bf16 without mixed precision (trainable weights stay bf16).")
     use_llama_pro: bool = opt(False, "Train only the expanded blocks (LLaMA Pro).")
     compute_accuracy: bool = opt(False, "Report token accuracy in evaluation (sft).")
@@ -41,6 +41,14 @@ class FinetuningArgs:
     pissa_iter: int = opt(16, "Fast-SVD iterations for PiSSA; -1 for the exact SVD.", ge=-1)
     pissa_convert: bool = opt(False, "Also save the PiSSA adapter converted to a plain LoRA adapter.")
     create_new_adapter: bool = opt(False, "Merge all given adapters and train a new one.")
+    # OFT (orthogonal fine-tuning through PEFT); additional_target and create_new_adapter apply too
+    oft_rank: int = opt(0, "OFT: number of blocks per layer; 0 when oft_block_size is given (set exactly one).", ge=0)
+    oft_block_size: int = opt(32, "OFT: size of each orthogonal block; 0 when oft_rank is given.", ge=0)
+    oft_target: list[str] = opt(
+        None, "Comma list of module names for OFT, or 'all' (every linear layer but the output head).",
+        factory=lambda: ["all"], listy=True,
+    )
+    module_dropout: float = opt(0.0, "OFT: probability of dropping a whole orthogonal block in training.", ge=0, lt=1)
     # freeze
     freeze_trainable_layers: int = opt(2, "Train the last n layers (n > 0) or the first |n| layers (n < 0).")
     freeze_trainable_modules: list[str] = opt(

@@ -10,6 +10,7 @@ from . import Ctx, Finding, rule
 
 _LORA_KEYS = ("lora_rank", "lora_alpha", "lora_dropout", "lora_target", "additional_target", "loraplus_lr_embedding",
               "pissa_iter", "pissa_convert")
+_OFT_KEYS = ("oft_rank", "oft_block_size", "oft_target", "module_dropout")
 _FREEZE_KEYS = ("freeze_trainable_layers", "freeze_trainable_modules", "freeze_extra_modules")
 _GENERATION_KEYS = tuple(k for k, s in all_specs().items() if s.group == "generating")
 
@@ -23,7 +24,16 @@ def lora_keys_inactive(ctx: Ctx) -> Iterator[Finding]:
     if ctx.ft.finetuning_type == "lora":
         return
     for key in _set_keys(ctx, _LORA_KEYS):
-        yield key, f"ignored: {key} only applies to finetuning_type: lora (it is {ctx.ft.finetuning_type})"
+        if not (key == "additional_target" and ctx.ft.finetuning_type == "oft"):
+            yield key, f"ignored: {key} only applies to finetuning_type: lora (it is {ctx.ft.finetuning_type})"
+
+
+@rule("notice")
+def oft_keys_inactive(ctx: Ctx) -> Iterator[Finding]:
+    if ctx.ft.finetuning_type == "oft":
+        return
+    for key in _set_keys(ctx, _OFT_KEYS):
+        yield key, f"ignored: {key} only applies to finetuning_type: oft (it is {ctx.ft.finetuning_type})"
 
 
 @rule("notice")

@@ -9,7 +9,7 @@ from . import Ctx, Finding, rule
 
 @rule("error")
 def lora_only_options(ctx: Ctx) -> Iterator[Finding]:
-    """DoRA, rsLoRA, PiSSA, LoRA+ and adapters exist only for finetuning_type: lora."""
+    """DoRA, rsLoRA, PiSSA and LoRA+ exist only for finetuning_type: lora; adapters for lora and oft."""
     if ctx.ft.finetuning_type == "lora":
         return
     options = {
@@ -17,21 +17,34 @@ def lora_only_options(ctx: Ctx) -> Iterator[Finding]:
         "use_rslora": ctx.ft.use_rslora,
         "pissa_init": ctx.ft.pissa_init,
         "loraplus_lr_ratio": ctx.ft.loraplus_lr_ratio is not None,
-        "create_new_adapter": ctx.ft.create_new_adapter,
-        "adapter_name_or_path": bool(ctx.model.adapter_name_or_path),
     }
+    if ctx.ft.finetuning_type != "oft":
+        options |= {"create_new_adapter": ctx.ft.create_new_adapter,
+                    "adapter_name_or_path": bool(ctx.model.adapter_name_or_path)}
     for key, on in options.items():
         if on:
             yield key, f"{key} needs finetuning_type: lora (it is {ctx.ft.finetuning_type})"
 
 
 @rule("error")
+def oft_rank_or_block_size(ctx: Ctx) -> Iterator[Finding]:
+    """PEFT's OFT takes the number of blocks (oft_rank) or their size (oft_block_size), exactly one non-zero."""
+    if ctx.ft.finetuning_type != "oft" or (ctx.ft.oft_rank == 0) != (ctx.ft.oft_block_size == 0):
+        return
+    if ctx.ft.oft_rank:
+        yield "oft_rank", f"give oft_rank ({ctx.ft.oft_rank}) or oft_block_size ({ctx.ft.oft_block_size}), not " \
+                          "both (rank x block size = the layer width): add oft_block_size: 0 to use oft_rank"
+    else:
+        yield "oft_block_size", "oft_rank and oft_block_size are both 0: set one of them (default oft_block_size: 32)"
+
+
+@rule("error")
 def quantization_limits(ctx: Ctx) -> Iterator[Finding]:
-    """A quantized base can only carry LoRA adapters, and cannot be changed underneath them."""
+    """A quantized base can only carry LoRA or OFT adapters, and cannot be changed underneath them."""
     if ctx.model.quantization_bit is None:
         return
-    if ctx.ft.finetuning_type != "lora":
-        yield "quantization_bit", f"a quantized model can only be trained with LoRA (QLoRA), not " \
+    if ctx.ft.finetuning_type not in ("lora", "oft"):
+        yield "quantization_bit", f"a quantized model can only be trained with LoRA (QLoRA) or OFT, not " \
                                   f"{ctx.ft.finetuning_type}; set finetuning_type: lora"
     if ctx.ft.pissa_init:
         yield "pissa_init", "pissa_init rewrites the base weights and cannot be used with quantization_bit"

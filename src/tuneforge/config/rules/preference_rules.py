@@ -36,7 +36,7 @@ def ref_model_options_need_ref_model(ctx: Ctx) -> Iterator[Finding]:
 @rule("notice")
 def reference_is_a_second_copy(ctx: Ctx) -> Iterator[Finding]:
     """Full/freeze training cannot disable an adapter to recover the base: the reference is a frozen copy."""
-    if not (ctx.tr.do_train and _uses_reference(ctx)) or ctx.ft.ref_model or ctx.ft.finetuning_type == "lora":
+    if not (ctx.tr.do_train and _uses_reference(ctx)) or ctx.ft.ref_model or ctx.ft.finetuning_type in ("lora", "oft"):
         return
     yield "finetuning_type", (f"stage {ctx.stage} with finetuning_type: {ctx.ft.finetuning_type} loads a second, "
                               "frozen copy of the model as reference (one more set of weights in memory); "

@@ -41,6 +41,7 @@ DRIFT_KEYS = (
     "per_device_train_batch_size", "gradient_accumulation_steps", "seed", "data_seed", "disable_shuffling",
 )  # fmt: skip
 LORA_DRIFT_KEYS = ("lora_rank", "lora_alpha", "lora_target", "additional_target")
+METHOD_DRIFT_KEYS = {"lora": LORA_DRIFT_KEYS, "oft": ("oft_rank", "oft_block_size", "oft_target", "additional_target")}
 
 
 class OutputDirError(ValueError):
@@ -227,7 +228,7 @@ def resolve_resume(resume: bool | str | os.PathLike | None, output_dir: str | os
 
 def run_manifest(cfg: Any, *, dataset_fingerprints: Mapping[str, str], world_size: int) -> dict[str, Any]:
     """What a resumed run must share with the run that saved the checkpoint (JSON-ready)."""
-    keys = DRIFT_KEYS + (LORA_DRIFT_KEYS if cfg.finetuning.finetuning_type == "lora" else ())
+    keys = DRIFT_KEYS + METHOD_DRIFT_KEYS.get(cfg.finetuning.finetuning_type, ())
     manifest = {key: plain(cfg.value(key)) for key in keys}
     manifest["world_size"] = world_size
     manifest["dataset_fingerprints"] = dict(sorted(dataset_fingerprints.items()))
