@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import yaml
 
 from tuneforge.config.coerce import CoerceError, coerce
 from tuneforge.config.loader import load, parse_overrides, resolve
@@ -170,3 +171,26 @@ def test_torch_compile_backend_turns_compilation_on():
     res = resolve({"stage": "sft", "model_name_or_path": "m", "dataset": "d", "torch_compile_backend": "aot_eager"},
                   environ={})
     assert res.config.training.torch_compile is True and res.sources["torch_compile"] == "derived"
+
+
+@pytest.mark.parametrize("key", ["save_strategy", "eval_strategy", "logging_strategy"])
+def test_bare_no_is_the_strategy_no(key):
+    from tuneforge.config.loader import resolve
+
+    res = resolve(yaml.safe_load(f"model_name_or_path: org/model\n{key}: no\n"), environ={})
+    assert res.errors == [] and res.config.value(key) == "no"
+
+
+def test_repeated_yaml_key_names_both_lines(tmp_path):
+    from tuneforge.config.diagnostics import ConfigError
+    from tuneforge.config.loader import read_config_file
+
+    path = tmp_path / "dup.yaml"
+    path.write_text("model_name_or_path: org/model\nlearning_rate: 1.0e-4\nlora_rank: 8\nlearning_rate: 2.0e-4\n"
+                    "lora_rank: 16\n")
+    with pytest.raises(ConfigError) as info:
+        read_config_file(path)
+    messages = [d.message for d in info.value.diagnostics]
+    assert len(messages) == 2
+    assert "'learning_rate'" in messages[0] and "line 2 and line 4" in messages[0]
+    assert "'lora_rank'" in messages[1] and "line 3 and line 5" in messages[1]

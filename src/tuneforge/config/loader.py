@@ -24,6 +24,7 @@ from ..utils.suggest import did_you_mean
 from .coerce import CoerceError, coerce, describe_type
 from .diagnostics import ConfigError, Diagnostic
 from .schema import DERIVED_ONLY, GROUPS, Config, all_specs, group_classes, load_table
+from .yamlfile import read_yaml
 
 CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
 
@@ -61,14 +62,17 @@ class _Raw:
 
 
 def read_config_file(path: Path) -> dict[str, Any]:
-    """Parse a YAML or JSON file into a mapping, or raise ConfigError naming the file and line."""
+    """Parse a YAML or JSON file into a mapping, or raise ConfigError naming the file and line (repeated keys too)."""
     if not path.is_file():
         raise ConfigError([Diagnostic("error", str(path), "config file not found")])
     text = path.read_text(encoding="utf-8", errors="replace")
-    try:
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (yaml.YAMLError, json.JSONDecodeError) as err:
-        raise ConfigError([Diagnostic("error", str(path), f"cannot parse: {err}")]) from None
+    if path.suffix == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ConfigError([Diagnostic("error", str(path), f"cannot parse: {err}")]) from None
+    else:
+        data = read_yaml(text, str(path))
     if data is None:
         return {}
     if not isinstance(data, Mapping):

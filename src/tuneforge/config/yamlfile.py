@@ -1,0 +1,58 @@
+"""Read a YAML config strictly: a key written twice in one mapping is an error naming both lines.
+
+PyYAML keeps the last of two equal keys without a word, so ``learning_rate`` set at line 3 and again at line 20
+silently trains with the second. Example::
+
+    read_yaml("lr: 1\\nlr: 2\\n", "a.yaml")   # ConfigError: a.yaml: key 'lr' at line 2 repeats line 1
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from .diagnostics import ConfigError, Diagnostic
+
+_BASE = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the C parser, where PyYAML was built with libyaml
+
+
+class _StrictLoader(_BASE):  # type: ignore[misc, valid-type]
+    """A safe loader that records repeated keys instead of dropping the earlier value."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.repeated: list[tuple[str, int, int]] = []
+
+
+def _mapping(loader: _StrictLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        line = key_node.start_mark.line + 1
+        if isinstance(key, str | int | float | bool) and key in seen:
+            loader.repeated.append((str(key), seen[key], line))
+        elif isinstance(key, str | int | float | bool):
+            seen[key] = line
+    return loader.construct_mapping(node, deep=True)
+
+
+_StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping)
+
+
+def read_yaml(text: str, source: str) -> Any:
+    """Parse ``text``; raise ConfigError listing every repeated key (both lines) or the parse error's position."""
+    loader = _StrictLoader(text)
+    try:
+        data = loader.get_single_data()
+    except yaml.YAMLError as err:
+        raise ConfigError([Diagnostic("error", source, f"cannot parse: {err}")]) from None
+    finally:
+        loader.dispose()
+    if loader.repeated:
+        raise ConfigError([
+            Diagnostic("error", source, f"key '{key}' is written twice, at line {first} and line {again}; "
+                                        "keep one (YAML would silently use the last)")
+            for key, first, again in loader.repeated
+        ])
+    return data
