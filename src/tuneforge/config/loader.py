@@ -38,6 +38,7 @@ class Resolution:
     diagnostics: list[Diagnostic] = field(default_factory=list)
     path: Path | None = None
     explicit: set[str] = field(default_factory=set)
+    environ: Mapping[str, str] = field(default_factory=dict)  # the environment resolved against (hub cache, offline)
 
     @property
     def errors(self) -> list[Diagnostic]:
@@ -241,7 +242,7 @@ def resolve(
     config = _build(typed)
     sources = {key: raw.sources.get(key, "default") for key in all_specs()}
     explicit = {key for key, source in sources.items() if source != "default"}
-    res = Resolution(config, sources, raw.diags, path, explicit)
+    res = Resolution(config, sources, raw.diags, path, explicit, environ)
     derive(res)
     res.diagnostics.extend(run_rules(res))
     return res

@@ -62,7 +62,7 @@ class TrainingOwnArgs:
 def load_table(name: str) -> Any:
     """Read one of the YAML tables shipped in ``config/tables`` (parsed once; treat the result as read-only)."""
     text = resources.files("tuneforge.config").joinpath("tables").joinpath(name).read_text(encoding="utf-8")
-    return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506 (a safe loader)
+    return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
 
 
 @functools.cache
