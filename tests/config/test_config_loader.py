@@ -187,10 +187,11 @@ def test_repeated_yaml_key_names_both_lines(tmp_path):
 
     path = tmp_path / "dup.yaml"
     path.write_text("model_name_or_path: org/model\nlearning_rate: 1.0e-4\nlora_rank: 8\nlearning_rate: 2.0e-4\n"
-                    "lora_rank: 16\n")
+                    "lora_rank: 16\nlora_ranl: 3\n")
     with pytest.raises(ConfigError) as info:
         read_config_file(path)
-    messages = [d.message for d in info.value.diagnostics]
-    assert len(messages) == 2
-    assert "'learning_rate'" in messages[0] and "line 2 and line 4" in messages[0]
-    assert "'lora_rank'" in messages[1] and "line 3 and line 5" in messages[1]
+    assert [d.key for d in info.value.diagnostics] == ["learning_rate", "lora_rank"]
+    assert "line 2 and line 4" in info.value.diagnostics[0].message
+    assert "line 3 and line 5" in info.value.diagnostics[1].message
+    errors = _errors(load([str(path)], environ={}))  # reported together with every other problem
+    assert {"learning_rate", "lora_rank", "lora_ranl"} <= set(errors)

@@ -62,18 +62,26 @@ class _Raw:
         self.diags.append(Diagnostic("notice", key, message))
 
 
-def read_config_file(path: Path) -> dict[str, Any]:
-    """Parse a YAML or JSON file into a mapping, or raise ConfigError naming the file and line (repeated keys too)."""
+def read_config_file(path: Path, repeated: list[Diagnostic] | None = None) -> dict[str, Any]:
+    """Parse a YAML or JSON file into a mapping, or raise ConfigError naming the file and line.
+
+    A key written twice in a YAML file is an error too: appended to ``repeated`` when given (so it is reported
+    with every other problem), else raised.
+    """
     if not path.is_file():
         raise ConfigError([Diagnostic("error", str(path), "config file not found")])
     text = path.read_text(encoding="utf-8", errors="replace")
+    twice: list[Diagnostic] = []
     if path.suffix == ".json":
         try:
             data = json.loads(text)
         except json.JSONDecodeError as err:
             raise ConfigError([Diagnostic("error", str(path), f"cannot parse: {err}")]) from None
     else:
-        data = read_yaml(text, str(path))
+        data, twice = read_yaml(text, str(path))
+    if twice and repeated is None:
+        raise ConfigError(twice)
+    (repeated if repeated is not None else []).extend(twice)
     if data is None:
         return {}
     if not isinstance(data, Mapping):
@@ -258,5 +266,8 @@ def split_argv(argv: Sequence[str]) -> tuple[Path | None, list[str]]:
 def load(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> Resolution:
     """``argv`` = ``[config_file] [overrides...]`` → Resolution (raises ConfigError if the file is unreadable)."""
     path, overrides = split_argv(argv)
-    data = read_config_file(path) if path else {}
-    return resolve(data, overrides, environ, path)
+    repeated: list[Diagnostic] = []
+    data = read_config_file(path, repeated) if path else {}
+    res = resolve(data, overrides, environ, path)
+    res.diagnostics[:0] = repeated
+    return res

@@ -3,7 +3,7 @@
 PyYAML keeps the last of two equal keys without a word, so ``learning_rate`` set at line 3 and again at line 20
 silently trains with the second. Example::
 
-    read_yaml("lr: 1\\nlr: 2\\n", "a.yaml")   # ConfigError: a.yaml: key 'lr' at line 2 repeats line 1
+    read_yaml("lr: 1\\nlr: 2\\n", "a.yaml")  # ({"lr": 2}, [error: lr written twice in a.yaml, at line 1 and 2])
 """
 
 from __future__ import annotations
@@ -40,8 +40,8 @@ def _mapping(loader: _StrictLoader, node: yaml.MappingNode) -> dict[Any, Any]:
 _StrictLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping)
 
 
-def read_yaml(text: str, source: str) -> Any:
-    """Parse ``text``; raise ConfigError listing every repeated key (both lines) or the parse error's position."""
+def read_yaml(text: str, source: str) -> tuple[Any, list[Diagnostic]]:
+    """Parse ``text`` into (data, one error per repeated key naming both lines); a parse error raises ConfigError."""
     loader = _StrictLoader(text)
     try:
         data = loader.get_single_data()
@@ -49,10 +49,9 @@ def read_yaml(text: str, source: str) -> Any:
         raise ConfigError([Diagnostic("error", source, f"cannot parse: {err}")]) from None
     finally:
         loader.dispose()
-    if loader.repeated:
-        raise ConfigError([
-            Diagnostic("error", source, f"key '{key}' is written twice, at line {first} and line {again}; "
-                                        "keep one (YAML would silently use the last)")
-            for key, first, again in loader.repeated
-        ])
-    return data
+    repeated = [
+        Diagnostic("error", key, f"written twice in {source}, at line {first} and line {again}; keep one (YAML "
+                                 "would silently use the last)")
+        for key, first, again in loader.repeated
+    ]
+    return data, repeated

@@ -102,9 +102,9 @@ def sources_exist(ctx: Ctx) -> Iterator[Finding]:
                            "path of a folder (./name for one in this directory) or a hub id such as Qwen/Qwen3-0.6B"
         elif _is_offline(ctx) and not _cached(ctx, src):
             cache = hub_cache(ctx.model.cache_dir, ctx.res.environ)
-            yield src.key, f"{src.name} is not a local folder and the hub cannot be reached (HF_HUB_OFFLINE is " \
-                           f"set); it is not in the hub cache {cache} either: download it where there is network " \
-                           f"(hf download {src.name}), give a local folder, or unset HF_HUB_OFFLINE"
+            yield src.key, f"{src.name} is neither a folder here nor in the hub cache {cache}, and the hub cannot " \
+                           "be reached (HF_HUB_OFFLINE is set): give an existing folder, download it where there is " \
+                           f"network (hf download {src.name}), or unset HF_HUB_OFFLINE"
 
 
 @rule("notice")
