@@ -74,3 +74,11 @@ def test_a_real_process_shows_no_traceback(command, name, bad_configs):
                           text=True, cwd=REPO, env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=120)
     assert proc.returncode == 2, proc.stderr
     assert BAD[name][1] in proc.stdout + proc.stderr and "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("command", ["lengths", "preview"])
+def test_data_commands_without_a_dataset(command, tiny_model_dir, tmp_path, capsys):
+    path = tmp_path / "nodata.yaml"
+    path.write_text(f"model_name_or_path: {tiny_model_dir}\ntemplate: chatml\n")
+    assert main([command, str(path)]) == 2
+    assert "names no training dataset" in capsys.readouterr().err

@@ -14,6 +14,7 @@ import numpy as np
 from ..config.schema import Config
 from .loader import load_aligned
 from .processors import ProcessStats, process, processor_key
+from .validate import DataError
 
 UNLIMITED = 1_000_000
 PERCENTILES = (50, 90, 95, 99, 99.9)
@@ -46,7 +47,8 @@ def processed_rows(cfg: Config, tokenizer: Any, template: Any, *, limit: int | N
     run_cfg = _unpacked(cfg, **changes)
     splits = load_aligned(run_cfg)
     if splits.train is None:
-        raise ValueError("the config names no training dataset")
+        raise DataError("the config names no training dataset: set dataset (names from dataset_info.json, or "
+                        "data files)")
     stats = ProcessStats(stage=processor_key(run_cfg))
     return process(splits.train, run_cfg, tokenizer, template, stats=stats), stats
 
