@@ -122,3 +122,13 @@ def test_output_dir_under_a_file(tmp_path):
     res = resolve({"model_name_or_path": _model(tmp_path / "m"), "export_dir": str(tmp_path / "f" / "out")},
                   environ={})
     assert any("is a file" in d.message for d in res.errors if d.key == "export_dir")
+
+
+def test_ppo_on_several_gpus(monkeypatch, tmp_path):
+    from tuneforge.config.rules import training_rules
+
+    monkeypatch.setattr(training_rules, "visible_gpus", lambda: 4)  # the rule's input: a 4-GPU machine
+    config = {"model_name_or_path": _model(tmp_path / "m"), "stage": "ppo"}
+    res = resolve(config, environ={})
+    assert any("would start 4" in d.message for d in res.errors if d.key == "NPROC_PER_NODE")
+    assert not any(d.key == "NPROC_PER_NODE" for d in resolve(config, environ={"NPROC_PER_NODE": "1"}).errors)

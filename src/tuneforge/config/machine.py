@@ -39,3 +39,15 @@ def bf16_support() -> bool | None:
     if not torch.accelerator.is_available():
         return None
     return bool(is_torch_bf16_gpu_available())
+
+
+@functools.cache
+def visible_gpus() -> int:
+    """CUDA devices `train` would spread over when NPROC_PER_NODE is unset (0 on a machine without any)."""
+    if not may_have_accelerator():
+        return 0
+    try:
+        import torch
+    except ImportError:
+        return 0
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0

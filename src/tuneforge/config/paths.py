@@ -55,8 +55,11 @@ def tokenizer_problem(folder: Path) -> str | None:
     return "has no tokenizer: none of " + ", ".join(TOKENIZER_FILES) + " is in the folder"
 
 
-def model_folder_problem(folder: Path, needs_weights: bool) -> str | None:
-    """Why ``folder`` cannot be loaded as a model: missing, no config.json, no weights, no tokenizer; else None."""
+def model_folder_problem(folder: Path, needs_weights: bool, needs_tokenizer: bool = True) -> str | None:
+    """Why ``folder`` cannot be loaded as a model: missing, no config.json, no weights, no tokenizer; else None.
+
+    A reference or reward model is read with the run's tokenizer, so it needs none of its own.
+    """
     problem = missing_folder(folder)
     if problem:
         return problem
@@ -68,7 +71,7 @@ def model_folder_problem(folder: Path, needs_weights: bool) -> str | None:
     if needs_weights and not _has_any(folder, _WEIGHTS):
         return "has config.json but no weights (*.safetensors or *.bin); set train_from_scratch: true to start " \
                "from random weights"
-    return tokenizer_problem(folder)
+    return tokenizer_problem(folder) if needs_tokenizer else None
 
 
 def adapter_folder_problem(folder: Path) -> str | None:

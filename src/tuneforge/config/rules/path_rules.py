@@ -33,8 +33,8 @@ class Source:
     needed: str
 
 
-def _model(needs_weights: bool) -> Callable[[Path], str | None]:
-    return lambda folder: model_folder_problem(folder, needs_weights)
+def _model(needs_weights: bool, needs_tokenizer: bool = False) -> Callable[[Path], str | None]:
+    return lambda folder: model_folder_problem(folder, needs_weights, needs_tokenizer)
 
 
 def _with_value_head(check: Callable[[Path], str | None]) -> Callable[[Path], str | None]:
@@ -71,7 +71,7 @@ def sources(ctx: Ctx) -> list[Source]:
     out: list[Source] = []
     if ctx.model.model_name_or_path:
         out.append(Source("model_name_or_path", ctx.model.model_name_or_path,
-                          _model(not ctx.model.train_from_scratch), "config.json"))
+                          _model(not ctx.model.train_from_scratch, needs_tokenizer=True), "config.json"))
     out += _adapters("adapter_name_or_path", ctx.model.adapter_name_or_path)
     if ctx.stage in ("dpo", "kto", "ppo") and ctx.ft.ref_model:
         out.append(Source("ref_model", ctx.ft.ref_model, _model(True), "config.json"))

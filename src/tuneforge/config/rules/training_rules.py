@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from ..machine import bf16_support
+from ..machine import bf16_support, visible_gpus
 from . import Ctx, Finding, rule
 
 
@@ -32,10 +32,11 @@ def ppo_runtime(ctx: Ctx) -> Iterator[Finding]:
     if ctx.tr.fp16:
         yield "fp16", "stage ppo runs in bf16 or fp32 (fp16 needs loss scaling, which the PPO loop does not do); " \
                       "set bf16: true, or neither"
-    processes = ctx.cfg.env.NNODES * (ctx.cfg.env.NPROC_PER_NODE or 1)
+    env = ctx.cfg.env
+    processes = env.NNODES * (env.NPROC_PER_NODE or max(1, visible_gpus()))  # train's launcher: one per GPU
     if processes > 1:
-        yield "NPROC_PER_NODE", f"stage ppo runs in one process (NNODES x NPROC_PER_NODE = {processes}); " \
-                                "launch it with NPROC_PER_NODE=1"
+        yield "NPROC_PER_NODE", f"stage ppo runs in one process, but train would start {processes} (NNODES x " \
+                                "NPROC_PER_NODE, or one per visible GPU); launch it with NNODES=1 NPROC_PER_NODE=1"
 
 
 @rule("error")
