@@ -195,3 +195,11 @@ def test_repeated_yaml_key_names_both_lines(tmp_path):
     assert "line 3 and line 5" in info.value.diagnostics[1].message
     errors = _errors(load([str(path)], environ={}))  # reported together with every other problem
     assert {"learning_rate", "lora_rank", "lora_ranl"} <= set(errors)
+
+
+def test_yaml_merge_keys_may_be_overridden():
+    from tuneforge.config.yamlfile import read_yaml
+
+    text = "base: &b\n  lora_rank: 8\n  lora_alpha: 16\nrun:\n  <<: *b\n  lora_rank: 4\n"
+    data, repeated = read_yaml(text, "m.yaml")
+    assert data["run"] == {"lora_rank": 4, "lora_alpha": 16} and repeated == []

@@ -14,6 +14,7 @@ import yaml
 
 from .diagnostics import ConfigError, Diagnostic
 
+_MERGE = "tag:yaml.org,2002:merge"
 _BASE = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # the C parser, where PyYAML was built with libyaml
 
 
@@ -26,13 +27,14 @@ class _StrictLoader(_BASE):  # type: ignore[misc, valid-type]
 
 
 def _mapping(loader: _StrictLoader, node: yaml.MappingNode) -> dict[Any, Any]:
-    seen: dict[Any, int] = {}
+    seen: dict[tuple[str, str], int] = {}
     for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=True)
-        line = key_node.start_mark.line + 1
-        if isinstance(key, str | int | float | bool) and key in seen:
-            loader.repeated.append((str(key), seen[key], line))
-        elif isinstance(key, str | int | float | bool):
+        if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == _MERGE:
+            continue  # `<<: *base` merges may be overridden by the keys written next to them
+        key, line = (key_node.tag, key_node.value), key_node.start_mark.line + 1
+        if key in seen:
+            loader.repeated.append((key_node.value, seen[key], line))
+        else:
             seen[key] = line
     return loader.construct_mapping(node, deep=True)
 
@@ -52,6 +54,6 @@ def read_yaml(text: str, source: str) -> tuple[Any, list[Diagnostic]]:
     repeated = [
         Diagnostic("error", key, f"written twice in {source}, at line {first} and line {again}; keep one (YAML "
                                  "would silently use the last)")
-        for key, first, again in loader.repeated
+        for key, first, again in sorted(loader.repeated, key=lambda r: r[2])
     ]
     return data, repeated
