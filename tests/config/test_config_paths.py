@@ -132,3 +132,10 @@ def test_ppo_on_several_gpus(monkeypatch, tmp_path):
     res = resolve(config, environ={})
     assert any("would start 4" in d.message for d in res.errors if d.key == "NPROC_PER_NODE")
     assert not any(d.key == "NPROC_PER_NODE" for d in resolve(config, environ={"NPROC_PER_NODE": "1"}).errors)
+
+
+def test_adapter_in_a_sub_folder(tmp_path):
+    _adapter(tmp_path / "repo" / "sft")
+    config = {"model_name_or_path": _model(tmp_path / "m"), "adapter_name_or_path": str(tmp_path / "repo")}
+    assert "no adapter_config.json" in _errors(config)["adapter_name_or_path"]
+    assert _errors({**config, "adapter_folder": "sft"}) == {}

@@ -72,7 +72,9 @@ def sources(ctx: Ctx) -> list[Source]:
     if ctx.model.model_name_or_path:
         out.append(Source("model_name_or_path", ctx.model.model_name_or_path,
                           _model(not ctx.model.train_from_scratch, needs_tokenizer=True), "config.json"))
-    out += _adapters("adapter_name_or_path", ctx.model.adapter_name_or_path)
+    sub = ctx.model.adapter_folder  # the adapter may sit in a sub-folder of each given folder
+    out += [Source(s.key, s.name, (lambda f: adapter_folder_problem(f / sub)) if sub else s.local_problem, s.needed)
+            for s in _adapters("adapter_name_or_path", ctx.model.adapter_name_or_path)]
     if ctx.stage in ("dpo", "kto", "ppo") and ctx.ft.ref_model:
         out.append(Source("ref_model", ctx.ft.ref_model, _model(True), "config.json"))
         out += _adapters("ref_model_adapters", ctx.ft.ref_model_adapters)
