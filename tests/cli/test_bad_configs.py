@@ -67,8 +67,9 @@ def test_every_bad_config_exits_two(command, bad_configs, capsys, monkeypatch):
         assert "Traceback" not in text
 
 
-@pytest.mark.parametrize(("command", "name"), [("check", "missing_adapter"), ("train", "ppo_fp16"),
-                                               ("preview", "repeated_key"), ("chat", "batch_size_zero")])
+# Commands that import nothing heavy before resolving (train and the data commands do; they run in-process above).
+@pytest.mark.parametrize(("command", "name"), [("check", "missing_adapter"), ("export", "ppo_fp16"),
+                                               ("api", "repeated_key"), ("chat", "batch_size_zero")])
 def test_a_real_process_shows_no_traceback(command, name, bad_configs):
     proc = subprocess.run([sys.executable, "-m", "tuneforge", command, str(bad_configs[name])], capture_output=True,
                           text=True, cwd=REPO, env={**os.environ, "HF_HUB_OFFLINE": "1"}, timeout=120)
