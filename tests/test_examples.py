@@ -6,9 +6,11 @@ from importlib import metadata
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tuneforge.config.docs import render
 from tuneforge.config.loader import load
+from tuneforge.config.rules import training_rules
 from tuneforge.config.schema import all_specs
 
 REPO = Path(__file__).resolve().parent.parent
@@ -28,11 +30,25 @@ def test_examples_cover_stages_methods_and_seed():
     assert any("deepspeed:" in t for t in texts) and any("export_dir:" in t for t in texts)
 
 
+# The mission's own seed configs name model folders of the mission's machine.
+SEED_MODELS = {"/models/Qwen2.5-7B-Instruct", "/models/CodeLlama-7b-Python"}
+
+
+def _written_by_examples() -> set[str]:
+    """Folders one example writes and a later one reads (an adapter trained, then merged or chatted with)."""
+    return {str(yaml.safe_load(p.read_text()).get(key)) for p in EXAMPLES for key in ("output_dir", "export_dir")}
+
+
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: str(p.relative_to(REPO / "examples")))
 def test_example_passes_check(path, monkeypatch):
     monkeypatch.chdir(REPO)  # examples use repo-relative paths (data/, examples/deepspeed/), as LLaMA-Factory's do
+    monkeypatch.setattr(training_rules, "bf16_support", lambda: True)  # the examples are GPU configs
     res = load([str(path.relative_to(REPO))], environ={})
-    assert res.errors == [], "\n".join(f"{d.key}: {d.message}" for d in res.errors)
+    later = _written_by_examples() | SEED_MODELS
+    errors = [d for d in res.errors
+              if not (d.rule == "sources_exist" and d.message.endswith(" does not exist")
+                      and d.message.removesuffix(" does not exist") in later)]
+    assert errors == [], "\n".join(f"{d.key}: {d.message}" for d in errors)
 
 
 def test_parameter_docs_are_generated_from_the_schema():

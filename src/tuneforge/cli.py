@@ -11,6 +11,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from . import __version__
+from .errors import TuneforgeError
 
 EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -102,6 +103,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     run: Callable[[argparse.Namespace], int] = module.run
     try:
         return run(args)
+    except TuneforgeError as err:  # a command that does not guard itself still never shows a traceback for these
+        from .commands.common import print_user_error
+
+        print_user_error(err)
+        return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
         return 130

@@ -22,9 +22,9 @@ def _run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture
-def good_yaml(tmp_path):
+def good_yaml(tmp_path, tiny_model_dir):
     path = tmp_path / "good.yaml"
-    path.write_text("model_name_or_path: org/model\nstage: sft\nfinetuning_type: lora\nlora_rank: 16\n"
+    path.write_text(f"model_name_or_path: {tiny_model_dir}\nstage: sft\nfinetuning_type: lora\nlora_rank: 16\n"
                     "learning_rate: 1.0e-4\n")
     return path
 

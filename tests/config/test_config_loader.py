@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import yaml
 
 from tuneforge.config.coerce import CoerceError, coerce
 from tuneforge.config.loader import load, parse_overrides, resolve
@@ -170,3 +171,35 @@ def test_torch_compile_backend_turns_compilation_on():
     res = resolve({"stage": "sft", "model_name_or_path": "m", "dataset": "d", "torch_compile_backend": "aot_eager"},
                   environ={})
     assert res.config.training.torch_compile is True and res.sources["torch_compile"] == "derived"
+
+
+@pytest.mark.parametrize("key", ["save_strategy", "eval_strategy", "logging_strategy"])
+def test_bare_no_is_the_strategy_no(key):
+    from tuneforge.config.loader import resolve
+
+    res = resolve(yaml.safe_load(f"model_name_or_path: org/model\n{key}: no\n"), environ={})
+    assert res.errors == [] and res.config.value(key) == "no"
+
+
+def test_repeated_yaml_key_names_both_lines(tmp_path):
+    from tuneforge.config.diagnostics import ConfigError
+    from tuneforge.config.loader import read_config_file
+
+    path = tmp_path / "dup.yaml"
+    path.write_text("model_name_or_path: org/model\nlearning_rate: 1.0e-4\nlora_rank: 8\nlearning_rate: 2.0e-4\n"
+                    "lora_rank: 16\nlora_ranl: 3\n")
+    with pytest.raises(ConfigError) as info:
+        read_config_file(path)
+    assert [d.key for d in info.value.diagnostics] == ["learning_rate", "lora_rank"]
+    assert "line 2 and line 4" in info.value.diagnostics[0].message
+    assert "line 3 and line 5" in info.value.diagnostics[1].message
+    errors = _errors(load([str(path)], environ={}))  # reported together with every other problem
+    assert {"learning_rate", "lora_rank", "lora_ranl"} <= set(errors)
+
+
+def test_yaml_merge_keys_may_be_overridden():
+    from tuneforge.config.yamlfile import read_yaml
+
+    text = "base: &b\n  lora_rank: 8\n  lora_alpha: 16\nrun:\n  <<: *b\n  lora_rank: 4\n"
+    data, repeated = read_yaml(text, "m.yaml")
+    assert data["run"] == {"lora_rank": 4, "lora_alpha": 16} and repeated == []

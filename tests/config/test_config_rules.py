@@ -40,6 +40,12 @@ def _zero3(tmp_path: Path) -> str:
     return str(path)
 
 
+def _a_file(tmp_path: Path) -> str:
+    path = tmp_path / "a_file"
+    path.write_text("not json {")
+    return str(path)
+
+
 def _model_dir(tmp_path: Path) -> str:
     (tmp_path / "config.json").write_text(json.dumps({"max_position_embeddings": 512}))
     return str(tmp_path)
@@ -97,8 +103,21 @@ CASES = {
     "export_options": ({"export_quantization_bit": 4}, "error", "export_quantization_bit", ["calibration"]),
     # runtime
     "model_required": ({"model_name_or_path": None}, "error", "model_name_or_path", ["required"]),
-    "model_path_exists": ({"model_name_or_path": "/no/such/model"}, "warning", "model_name_or_path",
-                          ["does not exist"]),
+    "sources_exist": ({"adapter_name_or_path": "/no/such/adapter"}, "error", "adapter_name_or_path",
+                      ["/no/such/adapter does not exist"]),
+    "hub_download": ({}, "notice", "model_name_or_path", ["org/model", "downloaded from the Hugging Face hub"]),
+    "output_folders_writable": (lambda t: {"do_train": True, "dataset": "a", "output_dir": _a_file(t)}, "error",
+                                "output_dir", ["is a file"]),
+    "fsdp_config_valid": (lambda t: {"fsdp_config": _a_file(t)}, "error", "fsdp_config", ["not valid JSON"]),
+    "batch_sizes_positive": ({"per_device_train_batch_size": 0}, "error", "per_device_train_batch_size",
+                             ["at least 1", "got 0"]),
+    "learning_rate_positive": ({"do_train": True, "dataset": "a", "learning_rate": 0}, "error", "learning_rate",
+                               ["> 0"]),
+    "ppo_runtime": ({"stage": "ppo", "fp16": True}, "error", "fp16", ["bf16 or fp32"]),
+    "precision_on_this_machine": ({"do_train": True, "dataset": "a", "bf16": True, "__cpu__": True}, "error",
+                                  "bf16", ["has none", "bf16: false"]),
+    "trainer_argument_limits": ({"lr_scheduler_type": "reduce_lr_on_plateau"}, "error", "lr_scheduler_type",
+                                ["eval_strategy"]),
     "output_dir_not_empty": (lambda t: {"do_train": True, "dataset": "a", "output_dir": _nonempty_dir(t)}, "error",
                              "output_dir", ["not empty", "overwrite_output_dir"]),
     "overwrite_existing": (lambda t: {"do_train": True, "dataset": "a", "output_dir": _nonempty_dir(t),
@@ -167,6 +186,10 @@ def _diagnose(case, tmp_path, monkeypatch):
         from tuneforge.config.rules import stability
 
         monkeypatch.setattr(stability, "_cuda_bf16", lambda: True)  # the rule's input: a bf16-capable GPU
+    if config.pop("__cpu__", False):
+        from tuneforge.config.rules import training_rules
+
+        monkeypatch.setattr(training_rules, "bf16_support", lambda: None)  # the rule's input: no accelerator
     return resolve({**BASE, **config}, environ=env)
 
 
@@ -188,8 +211,13 @@ def test_every_rule_has_a_case():
     assert set(RULES) == set(CASES), f"rules without a test case: {sorted(set(RULES) - set(CASES))}"
 
 
-def test_clean_config_has_no_findings():
-    res = resolve({**BASE, "stage": "sft", "finetuning_type": "lora", "learning_rate": 1e-4}, environ={})
+def test_clean_config_has_no_findings(tmp_path):
+    model = tmp_path / "model"
+    model.mkdir()
+    for name in ("config.json", "model.safetensors", "tokenizer.json"):
+        (model / name).write_text("{}")
+    res = resolve({"model_name_or_path": str(model), "stage": "sft", "finetuning_type": "lora",
+                   "learning_rate": 1e-4}, environ={})
     assert res.diagnostics == []
 
 

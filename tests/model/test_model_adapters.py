@@ -6,7 +6,8 @@ import pytest
 import torch
 from model_helpers import base_model, load, logits, trainable_names
 
-from tuneforge.model import ModelLoadError
+from tuneforge.config.loader import resolve
+from tuneforge.model import ModelLoadError, load_model, load_tokenizer
 
 
 def save_adapter(model_dir, out, *, seed: int, targets: list[str]):
@@ -86,5 +87,8 @@ def test_inference_without_adapters_is_the_base(tiny_model_dir):
 
 
 def test_a_folder_without_adapter_config_is_refused(tiny_model_dir):
+    res = resolve({"model_name_or_path": str(tiny_model_dir), "adapter_name_or_path": str(tiny_model_dir)},
+                  environ={})
+    assert "no adapter_config.json" in res.errors[0].message  # check refuses it first
     with pytest.raises(ModelLoadError, match=r"has no adapter_config\.json .*model_name_or_path"):
-        load(tiny_model_dir, adapter_name_or_path=str(tiny_model_dir))
+        load_model(res.config, load_tokenizer(res.config), is_trainable=False)

@@ -9,6 +9,7 @@ import pytest
 import torch
 from model_helpers import load, make_cfg
 
+from tuneforge.config.loader import resolve
 from tuneforge.model import ModelLoadError, load_model, load_tokenizer
 
 
@@ -50,8 +51,10 @@ def test_offline_hub_id_names_the_model():
 
 
 def test_missing_local_folder():
+    res = resolve({"model_name_or_path": "./models/nowhere"}, environ={})  # check refuses it first
+    assert [d.message for d in res.errors] == ["./models/nowhere does not exist"]
     with pytest.raises(ModelLoadError, match=r"model_name_or_path '\./models/nowhere': no such folder"):
-        load_tokenizer(make_cfg("./models/nowhere"))
+        load_tokenizer(res.config)
 
 
 @pytest.mark.skipif(not _missing("modelscope"), reason="modelscope is installed here")

@@ -183,6 +183,8 @@ def _convert(spec: FieldSpec, value: Any) -> Any:
 
 
 def _choose(choices: list[Any], value: Any, spec: FieldSpec) -> Any:
+    if value is False and "no" in choices and False not in choices:
+        return "no"  # YAML 1.1 reads a bare `no` (save_strategy: no) as false
     for choice in choices:
         if value == choice or (isinstance(value, str) and isinstance(choice, str) and value.strip() == choice):
             return choice

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import textwrap
-from importlib import metadata
 
 from .coerce import describe_type
 from .fields import FieldSpec
-from .schema import DERIVED_ONLY, GROUPS, all_specs
+from .schema import DERIVED_ONLY, GROUPS, all_specs, hf_table_version
 
 _INTRO = """\
 # Parameters
@@ -42,11 +41,7 @@ def _help(spec: FieldSpec) -> str:
 
 def render() -> str:
     """The whole markdown document."""
-    try:
-        version = metadata.version("transformers")
-    except metadata.PackageNotFoundError:
-        version = "unknown"
-    parts = [_INTRO.format(version=version)]
+    parts = [_INTRO.format(version=hf_table_version())]
     specs = all_specs()
     for group in GROUPS:
         rows = [s for s in specs.values() if s.group == group]

@@ -25,6 +25,7 @@ from .coerce import CoerceError, coerce, describe_type
 from .diagnostics import ConfigError, Diagnostic
 from .legacy import apply_legacy
 from .schema import DERIVED_ONLY, GROUPS, Config, all_specs, group_classes, load_table
+from .yamlfile import read_yaml
 
 CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
 
@@ -38,6 +39,7 @@ class Resolution:
     diagnostics: list[Diagnostic] = field(default_factory=list)
     path: Path | None = None
     explicit: set[str] = field(default_factory=set)
+    environ: Mapping[str, str] = field(default_factory=dict)  # the environment resolved against (hub cache, offline)
 
     @property
     def errors(self) -> list[Diagnostic]:
@@ -61,15 +63,26 @@ class _Raw:
         self.diags.append(Diagnostic("notice", key, message))
 
 
-def read_config_file(path: Path) -> dict[str, Any]:
-    """Parse a YAML or JSON file into a mapping, or raise ConfigError naming the file and line."""
+def read_config_file(path: Path, repeated: list[Diagnostic] | None = None) -> dict[str, Any]:
+    """Parse a YAML or JSON file into a mapping, or raise ConfigError naming the file and line.
+
+    A key written twice in a YAML file is an error too: appended to ``repeated`` when given (so it is reported
+    with every other problem), else raised.
+    """
     if not path.is_file():
         raise ConfigError([Diagnostic("error", str(path), "config file not found")])
     text = path.read_text(encoding="utf-8", errors="replace")
-    try:
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
-    except (yaml.YAMLError, json.JSONDecodeError) as err:
-        raise ConfigError([Diagnostic("error", str(path), f"cannot parse: {err}")]) from None
+    twice: list[Diagnostic] = []
+    if path.suffix == ".json":
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise ConfigError([Diagnostic("error", str(path), f"cannot parse: {err}")]) from None
+    else:
+        data, twice = read_yaml(text, str(path))
+    if twice and repeated is None:
+        raise ConfigError(twice)
+    (repeated if repeated is not None else []).extend(twice)
     if data is None:
         return {}
     if not isinstance(data, Mapping):
@@ -214,7 +227,7 @@ def resolve(
     config = _build(typed)
     sources = {key: raw.sources.get(key, "default") for key in all_specs()}
     explicit = {key for key, source in sources.items() if source != "default"}
-    res = Resolution(config, sources, raw.diags, path, explicit)
+    res = Resolution(config, sources, raw.diags, path, explicit, environ)
     derive(res)
     res.diagnostics.extend(run_rules(res))
     return res
@@ -230,5 +243,8 @@ def split_argv(argv: Sequence[str]) -> tuple[Path | None, list[str]]:
 def load(argv: Sequence[str], environ: Mapping[str, str] | None = None) -> Resolution:
     """``argv`` = ``[config_file] [overrides...]`` → Resolution (raises ConfigError if the file is unreadable)."""
     path, overrides = split_argv(argv)
-    data = read_config_file(path) if path else {}
-    return resolve(data, overrides, environ, path)
+    repeated: list[Diagnostic] = []
+    data = read_config_file(path, repeated) if path else {}
+    res = resolve(data, overrides, environ, path)
+    res.diagnostics[:0] = repeated
+    return res

@@ -1,9 +1,9 @@
 """The schema: every key, its group, type, default and help, in one place.
 
 Eight groups. ``model``, ``data``, ``finetuning``, ``generating`` and ``env`` are our dataclasses;
-``training``, ``monitoring`` and ``evaluation`` add the keys of the installed transformers'
-``Seq2SeqTrainingArguments`` (placed by ``tables/groups.yaml``), so a key transformers has is
-accepted with transformers' own default, and one it removed is not.
+``training``, ``monitoring`` and ``evaluation`` add the keys of transformers'
+``Seq2SeqTrainingArguments`` (read from ``tables/training_args.yaml``, placed by ``tables/groups.yaml``), so a
+key transformers has is accepted with transformers' own default, and one it removed is not.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from .groups.finetuning import FinetuningArgs
 from .groups.generating import GeneratingArgs
 from .groups.model import ModelArgs
 from .groups.monitoring import MonitoringArgs
+from .hf_table import TABLE, spec_of
 
 GROUPS = ("model", "data", "finetuning", "training", "generating", "evaluation", "monitoring", "env")
 
@@ -60,25 +61,28 @@ class TrainingOwnArgs:
     """Training keys of our own (the rest come from transformers)."""
 
 
+@functools.cache
 def load_table(name: str) -> Any:
-    """Read one of the YAML tables shipped in ``config/tables``."""
+    """Read one of the YAML tables shipped in ``config/tables`` (parsed once; treat the result as read-only)."""
     text = resources.files("tuneforge.config").joinpath("tables").joinpath(name).read_text(encoding="utf-8")
-    return yaml.safe_load(text)
+    return yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
 
 
 @functools.cache
 def _hf_specs() -> tuple[FieldSpec, ...]:
-    from transformers import Seq2SeqTrainingArguments  # slow import: only when a config is resolved
-
+    """The transformers keys, from ``tables/training_args.yaml`` (no transformers import: ``check`` stays fast)."""
     placement = load_table("groups.yaml")
     group_of = {key: group for group, keys in placement.items() for key in keys}
-    specs = specs_of(Seq2SeqTrainingArguments, "training", origin="transformers")
-    return tuple(
-        dataclasses.replace(s, group=group_of.get(s.name, "training"), type=_HF_TYPES.get(s.name, s.type),
-                            constraints={**s.constraints, **_HF_CONSTRAINTS.get(s.name, {})})
-        for s in specs
-        if s.name not in _HF_EXCLUDED
-    )
+    rows = load_table(TABLE)["keys"]
+    specs = (spec_of(row, group_of.get(row["name"], "training")) for row in rows if row["name"] not in _HF_EXCLUDED)
+    return tuple(dataclasses.replace(s, type=_HF_TYPES.get(s.name, s.type),
+                                     constraints={**s.constraints, **_HF_CONSTRAINTS.get(s.name, {})})
+                 for s in specs)
+
+
+def hf_table_version() -> str:
+    """The transformers version the training-argument table was generated from."""
+    return str(load_table(TABLE)["transformers"])
 
 
 @functools.cache

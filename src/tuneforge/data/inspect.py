@@ -14,6 +14,7 @@ import numpy as np
 from ..config.schema import Config
 from .loader import load_aligned
 from .processors import ProcessStats, process
+from .validate import DataError
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase as Tokenizer
@@ -51,7 +52,8 @@ def processed_rows(cfg: Config, tokenizer: Tokenizer, template: Template, *, lim
     run_cfg = _unpacked(cfg, **changes)
     splits = load_aligned(run_cfg)
     if splits.train is None:
-        raise ValueError("the config names no training dataset")
+        raise DataError("the config names no training dataset: set dataset (names from dataset_info.json, or "
+                        "data files)")
     stats = ProcessStats(stage=run_cfg.finetuning.stage)
     return process(splits.train, run_cfg, tokenizer, template, stats=stats), stats
 

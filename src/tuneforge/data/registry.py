@@ -17,12 +17,14 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
 
+from ..errors import TuneforgeError
+
 DATA_SUFFIXES = {".json": "json", ".jsonl": "json", ".csv": "csv", ".parquet": "parquet", ".txt": "text",
                  ".arrow": "arrow"}
 INFO_FILE = "dataset_info.json"
 
 
-class RegistryError(ValueError):
+class RegistryError(TuneforgeError, ValueError):
     """A dataset that cannot be found or whose registry entry is malformed; the message says which."""
 
 

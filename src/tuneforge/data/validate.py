@@ -17,6 +17,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..errors import TuneforgeError
 from .messages import ASSISTANT_ROLES, USER_ROLES
 
 MISSING = "missing field"
@@ -62,7 +63,7 @@ class BadRow:
         return f"{self.source}  {self.field}  {self.reason}{tail}"
 
 
-class DataError(ValueError):
+class DataError(TuneforgeError, ValueError):
     """The data cannot be used; the CLI exits with 2.
 
     ``messages`` holds one line per bad row (the first ones shown), ``report`` the :class:`DataReport`

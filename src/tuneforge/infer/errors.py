@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ..errors import TuneforgeError
 
-class InferError(ValueError):
+
+class InferError(TuneforgeError, ValueError):
     """A request the inference commands cannot honour; the message says what was asked, why not, and what to do."""

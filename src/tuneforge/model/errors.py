@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from ..errors import TuneforgeError
 
-class ModelLoadError(ValueError):
+
+class ModelLoadError(TuneforgeError, ValueError):
     """A model, tokenizer or adapter cannot be loaded as configured; the message says what to change.
 
     The CLI prints the message and exits with status 2, without a traceback.

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from ..config.paths import source_kind
 from .errors import ModelLoadError
 
 
@@ -29,7 +30,7 @@ def hub_kwargs(cfg) -> dict[str, Any]:
 
 def looks_like_path(name: str) -> bool:
     """A name that can only be a folder (absolute, relative, home or nested), never a hub id ``org/name``."""
-    return name.startswith(("/", ".", "~")) or name.count("/") > 1 or "\\" in name
+    return source_kind(name) == "local"
 
 
 def model_source(cfg) -> str:
@@ -41,6 +42,8 @@ def model_source(cfg) -> str:
         return str(Path(name).expanduser())
     if looks_like_path(name):
         raise ModelLoadError(f"model_name_or_path {name!r}: no such folder")
+    if source_kind(name) == "invalid":
+        raise ModelLoadError(f"model_name_or_path {name!r} is neither a local folder nor a hub id (owner/name)")
     if cfg.env.USE_MODELSCOPE_HUB:
         return _modelscope_download(cfg, name)
     return name

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import logging
 import weakref
+from pathlib import Path
 
+from ..config.paths import tokenizer_problem
+from .errors import ModelLoadError
 from .hub import explain_hub_errors, hub_kwargs, model_source
 
 logger = logging.getLogger(__name__)
@@ -26,6 +29,9 @@ def load_tokenizer(cfg):
     from transformers import AutoTokenizer
 
     source = model_source(cfg)
+    if Path(source).is_dir() and (problem := tokenizer_problem(Path(source))):
+        raise ModelLoadError(f"model_name_or_path {source} {problem}; copy the tokenizer files of the base model "
+                             "into it")
     with explain_hub_errors("tokenizer of", cfg.model.model_name_or_path):
         tokenizer = AutoTokenizer.from_pretrained(
             source, padding_side="right", split_special_tokens=cfg.model.split_special_tokens, **hub_kwargs(cfg)

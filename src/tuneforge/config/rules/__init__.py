@@ -92,11 +92,13 @@ def run_rules(res: Resolution) -> list[Diagnostic]:
         data_rules,
         inactive,
         method_rules,
+        path_rules,
         preference_rules,
         runtime_rules,
         stability,
         stage_rules,
         template_rules,
+        training_rules,
     )
 
     ctx = Ctx(res)

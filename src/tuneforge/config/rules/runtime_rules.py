@@ -8,8 +8,6 @@ from pathlib import Path
 
 from . import Ctx, Finding, rule
 
-_PATH_PREFIXES = ("/", "./", "../", "~")
-
 
 def _installed(module: str) -> bool:
     try:
@@ -18,24 +16,10 @@ def _installed(module: str) -> bool:
         return False
 
 
-def is_local_path(name: str) -> bool:
-    """A name that can only be a local path (a hub id is ``org/name`` without a leading ./ or /)."""
-    return name.startswith(_PATH_PREFIXES) or Path(name).exists() or name.count("/") > 1
-
-
 @rule("error")
 def model_required(ctx: Ctx) -> Iterator[Finding]:
     if not ctx.model.model_name_or_path:
         yield "model_name_or_path", "model_name_or_path is required: a local model folder or a hub id"
-
-
-@rule("warning")
-def model_path_exists(ctx: Ctx) -> Iterator[Finding]:
-    """A path that is missing here may exist on the training machine, so this only warns."""
-    name = ctx.model.model_name_or_path
-    if name and is_local_path(name) and not Path(name).expanduser().exists():
-        yield "model_name_or_path", f"{name} does not exist on this machine; the run fails here unless it " \
-                                    "exists where you train"
 
 
 def _non_empty(path: Path) -> bool:

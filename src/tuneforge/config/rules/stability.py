@@ -7,19 +7,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ...catalog import stage
+from ..machine import bf16_support
 from ..schema import load_table
 from . import Ctx, Finding, rule
 
 
 def _cuda_bf16() -> bool | None:
-    """True/False when a CUDA device is visible, None when there is none (or torch is absent)."""
-    try:
-        import torch
-    except ImportError:
-        return None
-    if not torch.cuda.is_available():
-        return None
-    return bool(torch.cuda.is_bf16_supported())
+    """True/False when an accelerator is visible, None when there is none (or torch is absent)."""
+    return bf16_support()
 
 
 @rule("warning")
