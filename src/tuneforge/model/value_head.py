@@ -24,6 +24,7 @@ import torch
 from torch import Tensor, nn
 from transformers import TrainerCallback
 
+from .errors import ModelLoadError
 from .forward import forward_hidden, unwrap_causal_lm
 
 if TYPE_CHECKING:
@@ -166,7 +167,7 @@ def load_value_head(target: nn.Module, folder: str | os.PathLike) -> bool:
     head = (target if isinstance(target, ValueHead) else value_head_of(target)).summary
     if WEIGHT not in state or BIAS not in state or state[WEIGHT].shape != head.weight.shape:
         found = {key: tuple(value.shape) for key, value in state.items()}
-        raise ValueError(f"{folder}: value head {found} does not fit a hidden size of {head.in_features}")
+        raise ModelLoadError(f"{folder}: value head {found} does not fit a hidden size of {head.in_features}")
     with torch.no_grad():
         head.weight.copy_(state[WEIGHT])
         head.bias.copy_(state[BIAS])
@@ -300,5 +301,5 @@ def load_value_head_model(
         lm = load_model(reward_cfg, tokenizer, is_trainable=False)
     head = ValueHead(hidden_size_of(lm)).to(next(lm.parameters()).device)
     if not load_value_head(head, head_dir):
-        raise FileNotFoundError(f"{head_dir} has no {VALUE_HEAD_FILE}: it is not a reward model written by stage rm")
+        raise ModelLoadError(f"{head_dir} has no {VALUE_HEAD_FILE}: it is not a reward model written by stage rm")
     return ValueHeadModel(lm, head).requires_grad_(False).eval()

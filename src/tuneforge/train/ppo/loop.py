@@ -36,6 +36,7 @@ import torch
 from torch import Tensor, nn
 
 from ...data.collator import PaddingCollator
+from ...data.validate import DataError
 from ...losses import (
     AdaptiveKLController,
     RunningMoments,
@@ -161,7 +162,7 @@ class PromptStream:
 
     def __init__(self, rows: Any, per_step: int, seed: int, shuffle: bool) -> None:
         if len(rows) == 0:
-            raise ValueError("stage ppo: the training set has no prompts")
+            raise DataError("stage ppo: the training set has no prompts")
         self.rows, self.per_step, self.seed, self.shuffle = rows, per_step, seed, shuffle
         self._orders: dict[int, list[int]] = {}
 

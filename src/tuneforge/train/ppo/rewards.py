@@ -28,6 +28,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
+from ...config.diagnostics import ConfigError
+from ...model.errors import ModelLoadError
 from ...model.value_head import ValueHead, hidden_size_of, load_value_head, load_value_head_model, score_last_tokens
 from .loop import Policy, ScoreFn, assemble
 
@@ -161,7 +163,7 @@ class LoraReward(ModelReward):
         device = next(peft_model.parameters()).device
         head = ValueHead(hidden_size_of(peft_model)).to(device).requires_grad_(False)
         if not load_value_head(head, folder):
-            raise FileNotFoundError(f"reward_model {folder}: no value_head.safetensors (is it a stage rm adapter?)")
+            raise ModelLoadError(f"reward_model {folder}: no value_head.safetensors (is it a stage rm adapter?)")
         super().__init__(_AdapterScorer(peft_model, head), pad_id, batch_size, autocast)
         self.peft_model = peft_model
 
@@ -212,15 +214,16 @@ def build_reward(cfg: Config, tokenizer: Tokenizer, policy: Policy, reward: Rewa
             logger.info("stage ppo: using the given reward function; reward_model %s is not loaded", ft.reward_model)
         return FunctionReward(reward, tokenizer)
     if not ft.reward_model:
-        raise ValueError("stage ppo needs reward_model (a stage rm output folder, or an http(s) URL with "
-                         "reward_model_type: api)")
+        raise ConfigError.of("reward_model", "stage ppo needs reward_model (a stage rm output folder, or an "
+                                             "http(s) URL with reward_model_type: api)")
     if ft.reward_model_type == "api":
         return ApiReward(ft.reward_model, tokenizer)
     batch_size = cfg.training.per_device_train_batch_size
     if ft.reward_model_type == "lora":
         if not hasattr(policy.model, "load_adapter") or not hasattr(policy.model, "peft_config"):
-            raise ValueError("reward_model_type: lora loads the reward adapter onto the policy's LoRA model, which "
-                             "needs finetuning_type: lora; use reward_model_type: full")
+            raise ConfigError.of("reward_model_type", "reward_model_type: lora loads the reward adapter onto the "
+                                                      "policy's LoRA model, which needs finetuning_type: lora; use "
+                                                      "reward_model_type: full")
         return LoraReward(policy.model, ft.reward_model, policy.pad_id, batch_size, policy.autocast)
     device = next(policy.model.parameters()).device
     scorer = load_value_head_model(cfg, tokenizer=tokenizer)

@@ -37,6 +37,7 @@ from typing import Any
 import torch
 from transformers import TrainerControl, TrainerState
 
+from ...config.diagnostics import ConfigError
 from ...config.schema import Config
 from ...losses import model_token_logps
 from ...model.value_head import attach_value_head
@@ -90,10 +91,11 @@ def run(cfg: Config, *, reward: RewardFn | None = None) -> dict[str, Any]:
 
 def _check_supported(args: Any) -> None:
     if args.fp16:
-        raise ValueError("fp16: stage ppo runs in bf16 or fp32 (fp16 needs loss scaling, which the PPO loop does "
-                         "not do); set bf16: true, or neither")
+        raise ConfigError.of("fp16", "stage ppo runs in bf16 or fp32 (fp16 needs loss scaling, which the PPO loop "
+                                     "does not do); set bf16: true, or neither")
     if args.world_size > 1:
-        raise ValueError(f"stage ppo runs in one process (got {args.world_size}); launch it without torchrun")
+        raise ConfigError.of("NPROC_PER_NODE", f"stage ppo runs in one process (got {args.world_size}); launch it "
+                                               "without torchrun")
 
 
 def _disable_dropout(model: torch.nn.Module) -> None:
