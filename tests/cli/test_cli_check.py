@@ -48,6 +48,7 @@ def test_check_json_shape(good_yaml, capsys):
     assert "lora_rank" in data["groups"]["finetuning"] and "logging_steps" in data["groups"]["monitoring"]
 
 
+@pytest.mark.slow  # a whole CLI process
 def test_bad_config_exit_two_all_errors_no_traceback(tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text("model_name_or_path: org/model\nlora_ranl: 8\nlora_dropout: 3\nstage: dpo\nmask_history: true\n")

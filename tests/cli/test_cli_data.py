@@ -59,6 +59,7 @@ def test_preview_pairwise_fields(tiny_model_dir, tmp_path, capsys):
     assert {"chosen_input_ids", "chosen_labels", "rejected_input_ids", "rejected_labels"} <= set(row)
 
 
+@pytest.mark.slow  # a whole CLI process
 def test_malformed_data_exit_two_with_rows_named(tiny_model_dir, tmp_path):
     data = tmp_path / "data"
     data.mkdir()

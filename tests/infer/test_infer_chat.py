@@ -61,6 +61,7 @@ def test_session_commands():
     assert escape_line("a\\b\nc\r") == "a\\\\b\\nc\\r"
 
 
+@pytest.mark.slow  # a whole CLI process
 def test_cli_chat_with_piped_stdin(tiny_model_dir, tmp_path):
     cfg_file = tmp_path / "chat.yaml"
     cfg_file.write_text(f"model_name_or_path: {tiny_model_dir}\ntemplate: chatml\ncutoff_len: 512\n"

@@ -15,6 +15,8 @@ from tuneforge.testing import build_tiny_model
 from tuneforge.train.core.checkpoints import COMPLETE_MARKER, ResumeError, checkpoint_dirs, is_complete
 from tuneforge.train.core.trainer import build_trainer, run_training
 
+pytestmark = pytest.mark.slow  # end-to-end runs: make test-fast skips them
+
 # 40 rows, batch 2 × GA 2: 10 optimizer steps per epoch, so 12 steps cross an epoch boundary (a reshuffle).
 RUN = {"max_steps": 12, "save_strategy": "steps", "save_steps": 4, "gradient_accumulation_steps": 2,
        "lr_scheduler_type": "cosine", "warmup_steps": 3, "learning_rate": 5e-3}

@@ -23,6 +23,8 @@ from tuneforge.train import stage_runner
 from tuneforge.train.stages import preference as pref
 from tuneforge.train.stages.dpo import DPOLoss
 
+pytestmark = pytest.mark.slow  # end-to-end runs: make test-fast skips them
+
 DATA_DIR = Path(__file__).resolve().parents[2] / "data"
 REWARD_KEYS = {"rewards/chosen", "rewards/rejected", "rewards/accuracies", "rewards/margins"}
 LOGPS_KEYS = {"logps/chosen", "logps/rejected"}

@@ -24,6 +24,8 @@ from tuneforge.train.core.callbacks import RunMeter, ratio
 from tuneforge.train.stages import preference as pref
 from tuneforge.train.stages.kto import KTOLoss, margins
 
+pytestmark = pytest.mark.slow  # end-to-end runs: make test-fast skips them
+
 DATA_DIR = Path(__file__).resolve().parents[2] / "data"
 METRICS = {"rewards/chosen", "rewards/rejected", "rewards/margins", "logps/chosen", "logps/rejected", "kl"}
 

@@ -21,6 +21,8 @@ from tuneforge.train.core.checkpoints import is_complete
 from tuneforge.train.ppo.loop import VALUE_COEF, PromptStream, cut_at_stop
 from tuneforge.train.ppo.rewards import ApiReward, RewardError
 
+pytestmark = pytest.mark.slow  # end-to-end runs: make test-fast skips them
+
 REPO = Path(__file__).resolve().parents[2]
 COMMON_FILES = {"trainer_log.jsonl", "all_results.json", "train_results.json", "trainer_state.json",
                 "tuneforge_config.yaml", "tuneforge_run.json", "tokenizer.json", "tokenizer_config.json",

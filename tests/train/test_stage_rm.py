@@ -28,6 +28,8 @@ from tuneforge.model.value_head import (
 from tuneforge.testing import PAD_ID, build_tiny_model
 from tuneforge.train import stage_runner
 
+pytestmark = pytest.mark.slow  # end-to-end runs: make test-fast skips them
+
 DATA_DIR = Path(__file__).resolve().parents[2] / "data"
 
 

@@ -12,6 +12,8 @@ from safetensors.torch import load_file
 from tuneforge.config.loader import resolve
 from tuneforge.train import stage_runner
 
+pytestmark = pytest.mark.slow  # end-to-end runs: make test-fast skips them
+
 REPO = Path(__file__).resolve().parents[2]
 COMMON_FILES = {"trainer_log.jsonl", "all_results.json", "train_results.json", "trainer_state.json",
                 "tuneforge_config.yaml", "tuneforge_run.json", "tokenizer.json", "tokenizer_config.json"}
