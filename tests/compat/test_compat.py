@@ -27,7 +27,10 @@ REFUSED = sorted((CONFIGS / "refused").glob("*.yaml"))
 
 
 def _check(path: Path, monkeypatch):
+    from tuneforge.config.rules import training_rules
+
     monkeypatch.chdir(REPO)  # repo-relative data/ and examples/deepspeed/, as LLaMA-Factory's examples use
+    monkeypatch.setattr(training_rules, "bf16_support", lambda: True)  # LLaMA-Factory's examples are GPU configs
     return load([str(path)], environ={})
 
 
@@ -40,10 +43,22 @@ def test_the_matrix_covers_every_stage_and_method():
     assert names == {f"{s}_{m}" for s in STAGES for m in METHODS}
 
 
+def _written_by_the_suite() -> set[str]:
+    """Output folders of the suite's own configs: a later stage (ppo, merge) reads what an earlier one writes."""
+    import yaml
+
+    outs = (yaml.safe_load(p.read_text()) or {} for p in PASSING)
+    return {str(o.get("output_dir") or o.get("export_dir")) for o in outs
+            if o.get("output_dir") or o.get("export_dir")}
+
+
 @pytest.mark.parametrize("path", PASSING, ids=_ids)
 def test_config_passes_check(path, monkeypatch):
     res = _check(path, monkeypatch)
-    assert res.errors == [], "\n".join(f"{d.key}: {d.message}" for d in res.errors)
+    later = _written_by_the_suite()
+    errors = [d for d in res.errors if not (d.rule == "sources_exist" and d.message.endswith(" does not exist")
+                                            and d.message.removesuffix(" does not exist") in later)]
+    assert errors == [], "\n".join(f"{d.key}: {d.message}" for d in errors)
     unknown = [d.key for d in res.diagnostics if "unknown key" in d.message]
     assert not unknown, unknown
 

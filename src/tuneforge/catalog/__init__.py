@@ -37,6 +37,8 @@ class StageSpec:
     train_only: bool = False
     generates: bool = False
     predicts: bool = False
+    single_process: bool = False
+    fp16: bool = True
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from ...catalog import stage
 from ..paths import (
     VALUE_HEAD,
     adapter_folder_problem,
@@ -56,7 +57,7 @@ def _adapters(key: str, names: list[str] | None, last_has_head: bool = False) ->
 def _reward_sources(ctx: Ctx) -> list[Source]:
     """PPO's reward model: a LoRA adapter with a value head, or a model whose value head sits in its last adapter."""
     ft = ctx.ft
-    if ctx.stage != "ppo" or not ft.reward_model or ft.reward_model_type == "api":
+    if "reward_model" not in stage(ctx.stage).keys or not ft.reward_model or ft.reward_model_type == "api":
         return []
     if ft.reward_model_type == "lora":
         return [Source("reward_model", ft.reward_model, _with_value_head(adapter_folder_problem),
@@ -75,7 +76,7 @@ def sources(ctx: Ctx) -> list[Source]:
     sub = ctx.model.adapter_folder  # the adapter may sit in a sub-folder of each given folder
     out += [Source(s.key, s.name, (lambda f: adapter_folder_problem(f / sub)) if sub else s.local_problem, s.needed)
             for s in _adapters("adapter_name_or_path", ctx.model.adapter_name_or_path)]
-    if ctx.stage in ("dpo", "kto", "ppo") and ctx.ft.ref_model:
+    if stage(ctx.stage).reference != "never" and ctx.ft.ref_model:
         out.append(Source("ref_model", ctx.ft.ref_model, _model(True), "config.json"))
         out += _adapters("ref_model_adapters", ctx.ft.ref_model_adapters)
     return out + _reward_sources(ctx)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from ...catalog import stage
 from ..machine import bf16_support, visible_gpus
 from . import Ctx, Finding, rule
 
@@ -26,17 +27,19 @@ def learning_rate_positive(ctx: Ctx) -> Iterator[Finding]:
 
 @rule("error")
 def ppo_runtime(ctx: Ctx) -> Iterator[Finding]:
-    """The PPO loop runs in one process, in fp32 or bf16 (it does no fp16 loss scaling)."""
-    if ctx.stage != "ppo":
+    """Stages with their own loop (ppo) run in one process, in fp32 or bf16 (the loop does no fp16 loss scaling)."""
+    spec = stage(ctx.stage)
+    if ctx.tr.fp16 and not spec.fp16:
+        yield "fp16", f"stage {ctx.stage} runs in bf16 or fp32 (fp16 needs loss scaling, which its loop does not " \
+                      "do); set bf16: true, or neither"
+    if not spec.single_process:
         return
-    if ctx.tr.fp16:
-        yield "fp16", "stage ppo runs in bf16 or fp32 (fp16 needs loss scaling, which the PPO loop does not do); " \
-                      "set bf16: true, or neither"
     env = ctx.cfg.env
     processes = env.NNODES * (env.NPROC_PER_NODE or max(1, visible_gpus()))  # train's launcher: one per GPU
     if processes > 1:
-        yield "NPROC_PER_NODE", f"stage ppo runs in one process, but train would start {processes} (NNODES x " \
-                                "NPROC_PER_NODE, or one per visible GPU); launch it with NNODES=1 NPROC_PER_NODE=1"
+        yield "NPROC_PER_NODE", f"stage {ctx.stage} runs in one process, but train would start {processes} " \
+                                "(NNODES x NPROC_PER_NODE, or one per visible GPU); launch it with NNODES=1 " \
+                                "NPROC_PER_NODE=1"
 
 
 @rule("error")
