@@ -193,3 +193,49 @@ def test_control_tokens_typed_by_a_client_stay_text(one_slot, slow_engine):
     specials = set(engine.tokenizer.all_special_ids)
     benign = engine.encode(HI, literal=True)
     assert [i for i in ids if i in specials] == [i for i in benign if i in specials]
+
+
+def test_shutdown_does_not_wait_for_a_long_generation(slow_engine, tiny_model_dir):
+    import uvicorn
+
+    from tuneforge.infer.api import GRACEFUL_SHUTDOWN_S, server_config
+
+    engine, slow, _ = slow_engine
+    app = create_app(engine, max_concurrent=1)
+    srv = uvicorn.Server(server_config(app, make_cfg(tiny_model_dir)))
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    thread = threading.Thread(target=srv.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    while not srv.started:
+        time.sleep(0.05)
+    url = f"http://127.0.0.1:{sock.getsockname()[1]}/v1/chat/completions"
+    slow.set()
+    try:
+        body = {"messages": HI, "max_tokens": 1000}
+        client = threading.Thread(target=lambda: httpx.post(url, json=body, timeout=60), daemon=True)
+        client.start()
+        time.sleep(0.5)
+        assert app.state.activity.active == 1
+        started = time.monotonic()
+        srv.should_exit = True
+        thread.join(timeout=30)
+        took = time.monotonic() - started
+    finally:
+        slow.clear()
+        sock.close()
+    assert not thread.is_alive() and took < GRACEFUL_SHUTDOWN_S + 2.5, f"shutdown took {took:.1f}s"
+    wait_idle(app)
+
+
+def test_limits_come_from_the_api_keys(tiny_model_dir):
+    from tuneforge.config.loader import resolve
+    from tuneforge.infer.api import limits_of
+
+    base = {"model_name_or_path": str(tiny_model_dir), "template": "chatml"}
+    default = limits_of(resolve(base, environ={}).config)
+    assert default.body_bytes == 4 * 2**20 and default.prompt_tokens is None
+    assert default.hosts == {"localhost", "127.0.0.1", "::1"}
+    env = {"API_KEY": "k", "API_MAX_BODY_MB": "0.5", "API_MAX_PROMPT_TOKENS": "100", "API_MAX_TOTAL_TOKENS": "300"}
+    keyed = limits_of(resolve(base, environ=env).config)
+    assert (keyed.body_bytes, keyed.prompt_tokens, keyed.total_tokens, keyed.hosts) == (2**19, 100, 300, None)
