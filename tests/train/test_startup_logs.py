@@ -8,7 +8,7 @@ from pathlib import Path
 
 from trainkit import make_cfg
 
-from tuneforge.train.workflow import prepare
+from tuneforge.train.core.workflow import prepare
 
 DATA = Path(__file__).resolve().parents[2] / "data"
 
