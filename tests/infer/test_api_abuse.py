@@ -239,3 +239,14 @@ def test_limits_come_from_the_api_keys(tiny_model_dir):
     env = {"API_KEY": "k", "API_MAX_BODY_MB": "0.5", "API_MAX_PROMPT_TOKENS": "100", "API_MAX_TOTAL_TOKENS": "300"}
     keyed = limits_of(resolve(base, environ=env).config)
     assert (keyed.body_bytes, keyed.prompt_tokens, keyed.total_tokens, keyed.hosts) == (2**19, 100, 300, None)
+
+
+def test_the_key_is_checked_before_a_body_is_buffered(slow_engine):
+    from fastapi.testclient import TestClient
+
+    app = create_app(slow_engine[0], api_key="k", limits=Limits(body_bytes=1000))
+    body = json.dumps({"messages": [{"role": "user", "content": "x" * 5000}]})
+    with TestClient(app) as local:
+        assert local.post("/v1/chat/completions", content=body).status_code == 401
+        keyed = local.post("/v1/chat/completions", content=body, headers={"Authorization": "Bearer k"})
+        assert keyed.status_code == 413

@@ -9,6 +9,12 @@ Concurrency: up to ``MAX_CONCURRENT`` generations run at once, each in its own w
 unknown paths included) answers 401 without ``Authorization: Bearer KEY`` (compared in constant time); no CORS
 unless origins are configured; every refused request gets a 4xx OpenAI-style JSON error, an internal failure a
 500 with a generic message (the traceback goes to the server log only).
+
+Abuse: a key-less server answers only loopback ``Host`` names (DNS rebinding; ``guards.py``); bodies, prompt
+tokens and ``max_tokens`` x ``n`` are bounded (:class:`Limits`, ``admission.py``); prompts are tokenized in a
+worker thread with message texts kept literal (a typed ``<|im_end|>`` stays text; ``literal.py``); a client that
+disconnects, streamed or not, stops its generation and frees its slot; shutdown cancels what still runs after
+``GRACEFUL_SHUTDOWN_S``.
 """
 
 from __future__ import annotations
@@ -125,10 +131,10 @@ def create_app(engine: Engine, *, model_name: str = "gpt-3.5-turbo", api_key: st
     app.state.slots, app.state.activity = Slots(max_concurrent), Activity()
     _add_error_handlers(app)
     _add_routes(app)
+    if limits.body_bytes is not None:  # inside the key check: a body is only buffered for an authorized client
+        app.add_middleware(BodyLimit, limit=limits.body_bytes)
     if api_key:
         app.add_middleware(BearerAuth, key=api_key)
-    if limits.body_bytes is not None:
-        app.add_middleware(BodyLimit, limit=limits.body_bytes)
     if cors_origins:  # added late = outer: preflight requests are answered before authentication
         from fastapi.middleware.cors import CORSMiddleware
 
