@@ -136,7 +136,7 @@ def build_datasets(cfg: Config, tokenizer: Tokenizer, template: Template) -> Dat
     if saved is not None and saved.is_dir() and any(saved.iterdir()):
         return _load_saved(saved)
     splits = load_aligned(cfg)
-    summary = [splits.report.format()]
+    summary: list[str] = []  # load_aligned logged the data report already
     train = None
     if splits.train is not None:
         train = _process_one(splits.train, cfg, tokenizer, template, processor_key(cfg), "train", summary)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from datasets import IterableDataset
 
 from .processors import PROCESSORS, build_context
+from .processors.cap import CUT, capped, char_cap
 from .processors.common import DROP, TRUNCATED
 
 if TYPE_CHECKING:
@@ -28,7 +29,7 @@ def process_stream(dataset: IterableDataset, cfg: Config, tokenizer: Tokenizer, 
     ctx.packing = False
     processor = PROCESSORS[key]
     columns = list(dataset.column_names or [])
-    mapped = dataset.map(partial(processor.process_batch, ctx=ctx), batched=True,
-                         batch_size=cfg.data.preprocessing_batch_size, remove_columns=columns)
+    run = partial(capped, ctx=ctx, process_batch=processor.process_batch, cap=char_cap(ctx, processor.process_batch))
+    mapped = dataset.map(run, batched=True, batch_size=cfg.data.preprocessing_batch_size, remove_columns=columns)
     kept = mapped.filter(lambda row: row[DROP] == "")
-    return kept.remove_columns([DROP, TRUNCATED])
+    return kept.remove_columns([DROP, TRUNCATED, CUT])

@@ -10,7 +10,7 @@ Public API (imported lazily, so importing the package costs nothing until a name
     predict_and_save(cfg, model, tokenizer, template, dataset, output_dir=None) -> dict[str, float]
     exact_match(predictions, labels) -> float                                      # metrics.py
     text_scores(predictions, labels) -> dict[str, float]
-    create_app(engine, *, model_name, api_key, max_concurrent, cors_origins) -> FastAPI   # api.py
+    create_app(engine, *, model_name, api_key, max_concurrent, cors_origins, limits) -> FastAPI   # api.py
     InferError                                                                     # user-facing error (exit 2)
 """
 

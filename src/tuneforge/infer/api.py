@@ -9,6 +9,12 @@ Concurrency: up to ``MAX_CONCURRENT`` generations run at once, each in its own w
 unknown paths included) answers 401 without ``Authorization: Bearer KEY`` (compared in constant time); no CORS
 unless origins are configured; every refused request gets a 4xx OpenAI-style JSON error, an internal failure a
 500 with a generic message (the traceback goes to the server log only).
+
+Abuse: a key-less server answers only loopback ``Host`` names (DNS rebinding; ``guards.py``); bodies, prompt
+tokens and ``max_tokens`` x ``n`` are bounded (:class:`Limits`, ``admission.py``); prompts are tokenized in a
+worker thread with message texts kept literal (a typed ``<|im_end|>`` stays text; ``literal.py``); a client that
+disconnects, streamed or not, stops its generation and frees its slot; shutdown cancels what still runs after
+``GRACEFUL_SHUTDOWN_S``.
 """
 
 from __future__ import annotations
@@ -21,18 +27,20 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Iterator, Sequence
+from collections.abc import AsyncIterator, Coroutine, Iterator, Sequence
 from typing import Any
 
 import anyio
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.concurrency import iterate_in_threadpool, run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..data.templates.base import TemplateError
+from .admission import Limits, admit, token_budget
 from .engine import Engine, Stream
+from .guards import BodyLimit, HostGuard, allowed_hosts
 from .protocol import (
     ChatCompletionRequest,
     RequestError,
@@ -41,11 +49,18 @@ from .protocol import (
     completion_id,
     error_body,
     models_body,
-    to_conversation,
 )
+
+__all__ = ["ClientGone", "Limits", "create_app", "serve", "token_budget"]
 
 logger = logging.getLogger(__name__)
 OPEN_PATHS = frozenset({"/health"})
+DISCONNECT_POLL_S = 0.1  # how often a waiting non-streamed request checks that its client is still there
+GRACEFUL_SHUTDOWN_S = 5  # on Ctrl-C / SIGTERM, requests still running after this are cancelled (generation stops)
+
+
+class ClientGone(Exception):
+    """The client of a non-streamed request disconnected before its answer was ready."""
 
 
 class Activity:
@@ -108,20 +123,25 @@ class BearerAuth:
 
 
 def create_app(engine: Engine, *, model_name: str = "gpt-3.5-turbo", api_key: str | None = None,
-               max_concurrent: int = 1, cors_origins: Sequence[str] | None = None) -> FastAPI:
+               max_concurrent: int = 1, cors_origins: Sequence[str] | None = None,
+               limits: Limits = Limits()) -> FastAPI:
     """The ASGI app serving ``engine`` (``app.state.activity`` records the generations, for monitoring/tests)."""
     app = FastAPI(title="tuneforge", version="1")
-    app.state.engine, app.state.model_name = engine, model_name
+    app.state.engine, app.state.model_name, app.state.limits = engine, model_name, limits
     app.state.slots, app.state.activity = Slots(max_concurrent), Activity()
     _add_error_handlers(app)
     _add_routes(app)
+    if limits.body_bytes is not None:  # inside the key check: a body is only buffered for an authorized client
+        app.add_middleware(BodyLimit, limit=limits.body_bytes)
     if api_key:
         app.add_middleware(BearerAuth, key=api_key)
-    if cors_origins:  # added last = outermost: preflight requests are answered before authentication
+    if cors_origins:  # added late = outer: preflight requests are answered before authentication
         from fastapi.middleware.cors import CORSMiddleware
 
         app.add_middleware(CORSMiddleware, allow_origins=list(cors_origins), allow_methods=["GET", "POST"],
                            allow_headers=["Authorization", "Content-Type"])
+    if limits.hosts is not None:  # outermost: a rebound name gets nothing, not even a preflight answer
+        app.add_middleware(HostGuard, allowed=limits.hosts)
     return app
 
 
@@ -169,38 +189,59 @@ def _add_routes(app: FastAPI) -> None:
         return models_body(app.state.model_name)
 
     @app.post("/v1/chat/completions")
-    async def chat_completions(request: ChatCompletionRequest) -> Any:
-        engine: Engine = app.state.engine
-        messages, system = to_conversation(request)
-        prompt = engine.encode(messages, system)
-        budget = token_budget(engine, len(prompt), request.token_limit())
-        params = engine.params.override(max_tokens=budget, temperature=request.temperature,
-                                        top_p=request.top_p, stop=request.stop_list())
-        if request.stream:
-            stream = Stream(engine, prompt, params)
+    async def chat_completions(body: ChatCompletionRequest, request: Request) -> Any:
+        # tokenizing a long prompt takes seconds: in a worker thread, so /health and other clients go on
+        prompt, params = await run_in_threadpool(admit, app.state.engine, app.state.limits, body)
+        if body.stream:
+            stream = Stream(app.state.engine, prompt, params)
             return StreamingResponse(_events(app, stream), media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
-        async with app.state.slots.get():
-            completions = await run_in_threadpool(_tracked_batch, app, [prompt] * request.n, params)
+        try:
+            completions = await cancel_on_disconnect(request, _generate(app, [prompt] * body.n, params))
+        except ClientGone:
+            return Response(status_code=499)  # nobody reads it; the generation was stopped and its slot freed
         return completion_body(completion_id(), app.state.model_name, completions)
 
 
-def token_budget(engine: Engine, prompt_len: int, requested: int | None) -> int:
-    """Tokens to generate: the request's ``max_tokens`` (else the config's), never past the model's context, so
-    no request can keep a worker busy without end. A prompt that fills the context is refused (400)."""
-    wanted = requested if requested is not None else engine.params.new_tokens(prompt_len)
-    limit = getattr(getattr(engine.model, "config", None), "max_position_embeddings", None)
-    if not isinstance(limit, int):
-        return wanted
-    if prompt_len >= limit:
-        raise RequestError(f"the prompt is {prompt_len} tokens; this model reads at most {limit}",
-                           param="messages", code="context_length_exceeded")
-    return min(wanted, limit - prompt_len)
-
-
-def _tracked_batch(app: FastAPI, prompts: list[list[int]], params: Any) -> list[Any]:
+def _tracked_batch(app: FastAPI, prompts: list[list[int]], params: Any, cancel: threading.Event) -> list[Any]:
     with app.state.activity.track():
-        return app.state.engine.generate_batch(prompts, params)
+        return app.state.engine.generate_batch(prompts, params, cancel)
+
+
+async def _generate(app: FastAPI, prompts: list[list[int]], params: Any) -> list[Any]:
+    """Generate in a worker thread once a slot is free; if this task is cancelled (client gone, server stopping)
+    the generation is told to stop and the slot is released only after the thread let go of the model."""
+    cancel = threading.Event()
+    async with app.state.slots.get():
+        worker = asyncio.ensure_future(run_in_threadpool(_tracked_batch, app, prompts, params, cancel))
+        try:
+            return await asyncio.shield(worker)
+        finally:
+            cancel.set()  # ends generation at its next token when we got here by cancellation
+            await asyncio.wait({worker})
+            if worker.done() and not worker.cancelled():
+                worker.exception()  # retrieved: a failure after cancellation is not logged as "never retrieved"
+
+
+async def _until_disconnected(request: Request) -> None:
+    while not await request.is_disconnected():
+        await asyncio.sleep(DISCONNECT_POLL_S)
+
+
+async def cancel_on_disconnect(request: Request, work: Coroutine[Any, Any, Any]) -> Any:
+    """``await work``, cancelled (``ClientGone``) as soon as the client of ``request`` disconnects."""
+    task = asyncio.ensure_future(work)
+    watcher = asyncio.ensure_future(_until_disconnected(request))
+    try:
+        await asyncio.wait({task, watcher}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        watcher.cancel()
+        if not task.done():
+            task.cancel()
+            await asyncio.wait({task})
+    if task.cancelled():
+        raise ClientGone
+    return task.result()
 
 
 def _sse(data: dict[str, Any] | str) -> str:
@@ -235,11 +276,30 @@ def cors_origins_of(cfg: Any) -> list[str]:
     return [o.strip() for o in (value.split(",") if isinstance(value, str) else value) if o.strip()]
 
 
+def limits_of(cfg: Any) -> Limits:
+    """The request limits set by the ``API_*`` keys of ``cfg``."""
+    env = cfg.env
+    return Limits(body_bytes=int(env.API_MAX_BODY_MB * 2**20), prompt_tokens=env.API_MAX_PROMPT_TOKENS,
+                  total_tokens=env.API_MAX_TOTAL_TOKENS,
+                  hosts=allowed_hosts(env.API_ALLOWED_HOSTS, bind=env.API_HOST, has_key=bool(env.API_KEY)))
+
+
 def app_from_config(cfg: Any) -> FastAPI:
     """Load the model of ``cfg`` and build the app with the ``API_*`` / ``MAX_CONCURRENT`` settings."""
     env = cfg.env
     return create_app(Engine.from_config(cfg), model_name=env.API_MODEL_NAME, api_key=env.API_KEY,
-                      max_concurrent=env.MAX_CONCURRENT, cors_origins=cors_origins_of(cfg))
+                      max_concurrent=env.MAX_CONCURRENT, cors_origins=cors_origins_of(cfg), limits=limits_of(cfg))
+
+
+def server_config(app: FastAPI, cfg: Any) -> Any:
+    """The ``uvicorn.Config`` of ``serve``: on shutdown, requests still running after ``GRACEFUL_SHUTDOWN_S``
+    are cancelled, which stops their generations (no waiting for 2000 tokens to finish)."""
+    import uvicorn
+
+    env = cfg.env
+    return uvicorn.Config(app, host=env.API_HOST, port=env.API_PORT, access_log=env.API_VERBOSE,
+                          log_level="info" if env.API_VERBOSE else "warning",
+                          timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S)
 
 
 def serve(cfg: Any) -> None:
@@ -253,5 +313,4 @@ def serve(cfg: Any) -> None:
     app = app_from_config(cfg)
     logger.info("OpenAI-compatible API on http://%s:%d/v1 (model name %r)", env.API_HOST, env.API_PORT,
                 env.API_MODEL_NAME)
-    uvicorn.run(app, host=env.API_HOST, port=env.API_PORT, access_log=env.API_VERBOSE,
-                log_level="info" if env.API_VERBOSE else "warning")
+    uvicorn.Server(server_config(app, cfg)).run()

@@ -24,6 +24,7 @@ from typing import Any
 
 import torch
 
+from .literal import encode_literal
 from .streaming import IncrementalDecoder, QueueStreamer, StopCriteria, StopTrimmer, find_stop
 
 logger = logging.getLogger(__name__)
@@ -128,8 +129,13 @@ class Engine:
                    skip_special_tokens=cfg.generating.skip_special_tokens)
 
     # ------------------------------------------------------------------ prompts
-    def encode(self, messages: Messages, system: str | None = None) -> list[int]:
-        """Generation-prompt ids of a conversation ending with a user turn (``TemplateError`` if malformed)."""
+    def encode(self, messages: Messages, system: str | None = None, *, literal: bool = False) -> list[int]:
+        """Generation-prompt ids of a conversation ending with a user turn (``TemplateError`` if malformed).
+
+        ``literal``: control-token strings typed in the texts stay text (for untrusted clients, see ``literal.py``).
+        """
+        if literal:
+            return encode_literal(self.template, self.tokenizer, messages, system)
         return list(self.template.render_prompt(self.tokenizer, messages, system))
 
     # ------------------------------------------------------------------ whole answers

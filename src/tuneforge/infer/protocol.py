@@ -4,7 +4,7 @@ Accepted: ``messages`` (roles system/developer first, then user/assistant turns,
 or a list of ``{"type": "text"}`` parts), ``max_tokens`` / ``max_completion_tokens``, ``temperature`` (0 = greedy),
 ``top_p``, ``n``, ``stop`` (a string or up to 16 strings), ``stream``. Unknown fields are ignored, as OpenAI
 clients send many. Refused with 400: images/audio parts, ``tools`` / ``tool_calls`` (function calling is not
-served yet), ``n > 1`` with ``stream``.
+served yet), ``n > 1`` with ``stream``, texts holding an unpaired surrogate (``"\\ud800"``).
 """
 
 from __future__ import annotations
@@ -62,13 +62,28 @@ class ChatCompletionRequest(BaseModel):
         stops = [self.stop] if isinstance(self.stop, str) else list(self.stop)
         if len(stops) > 16:
             raise RequestError("stop takes at most 16 strings", param="stop")
-        return [s for s in stops if s]
+        return [encodable(s, "stop") for s in stops if s]
 
     def token_limit(self) -> int | None:
         return self.max_completion_tokens or self.max_tokens
 
 
+def encodable(text: str, param: str) -> str:
+    """``text`` if it is valid Unicode; a lone UTF-16 surrogate (JSON ``"\\ud800"``) cannot be tokenized: 400."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        message = f"{param}: character {err.start} is an unpaired UTF-16 surrogate ({text[err.start]!a}); " \
+                  "send valid Unicode"
+        raise RequestError(message, param=param, code="invalid_encoding") from None
+    return text
+
+
 def _text(message: ChatMessage, index: int) -> str:
+    return encodable(_joined(message, index), f"messages[{index}].content")
+
+
+def _joined(message: ChatMessage, index: int) -> str:
     content = message.content
     if content is None:
         return ""

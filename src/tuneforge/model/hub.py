@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import contextlib
 import importlib.util
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from ..config.paths import source_kind
 from .errors import ModelLoadError
+from .offline import hub_unreachable, local_only
 
 
 def hub_kwargs(cfg) -> dict[str, Any]:
@@ -25,6 +25,8 @@ def hub_kwargs(cfg) -> dict[str, Any]:
         kwargs["cache_dir"] = m.cache_dir
     if m.hf_hub_token:
         kwargs["token"] = m.hf_hub_token
+    if local_only(m.model_name_or_path):  # no hub: fail at once instead of a minute of retries
+        kwargs["local_files_only"] = True
     return kwargs
 
 
@@ -71,7 +73,7 @@ def _modelscope_download(cfg, name: str) -> str:
 def _offline() -> bool:
     import huggingface_hub.constants
 
-    return bool(huggingface_hub.constants.HF_HUB_OFFLINE) or os.environ.get("HF_HUB_OFFLINE", "") in ("1", "true")
+    return bool(huggingface_hub.constants.HF_HUB_OFFLINE) or hub_unreachable()
 
 
 @contextlib.contextmanager
@@ -85,8 +87,8 @@ def explain_hub_errors(what: str, name: str) -> Iterator[None]:
         if Path(name).expanduser().exists():
             raise ModelLoadError(f"cannot read {what} {name!r}: {err}") from err
         hint = (
-            "the hub cannot be reached (HF_HUB_OFFLINE is set) and it is not in the local cache; download it on a "
-            f"machine with network access (hf download {name}) or point to a local folder"
+            "the hub cannot be reached (no network, or HF_HUB_OFFLINE is set) and it is not in the local cache; "
+            f"download it on a machine with network access (hf download {name}) or point to a local folder"
             if _offline()
             else "it is not a local folder and the hub lookup failed"
         )

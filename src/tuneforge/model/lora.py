@@ -22,6 +22,7 @@ from .errors import ModelLoadError
 from .freeze import num_layers, trainable_layer_ids
 from .hub import explain_hub_errors, looks_like_path
 from .modules import all_leaf_names, check_names, embedding_names, linear_leaf_names, lora_targetable_names
+from .offline import offline_folder
 from .oft import build_oft_config
 from .quantization import is_quantized
 
@@ -110,6 +111,8 @@ def load_adapter(model: torch.nn.Module, path: str, cfg, *, is_trainable: bool):
 
     _check_adapter_path(path, cfg)
     with explain_hub_errors("adapter", path):
+        path = offline_folder(path, "adapter_config.json", subfolder=cfg.model.adapter_folder,
+                              cache_dir=cfg.model.cache_dir)
         return PeftModel.from_pretrained(model, path, is_trainable=is_trainable,
                                          autocast_adapter_dtype=not cfg.finetuning.pure_bf16, **_adapter_kwargs(cfg))
 

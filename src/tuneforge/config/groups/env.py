@@ -32,6 +32,11 @@ class EnvArgs:
     API_MODEL_NAME: str = opt("gpt-3.5-turbo", "Model name the API reports.")
     API_VERBOSE: bool = opt(True, "Log each API request.")
     MAX_CONCURRENT: int = opt(8, "Requests the API serves at the same time.", ge=1)
+    API_ALLOWED_HOSTS: str | None = opt(None, "Comma list of Host names the API answers ('*': any; default: any with "
+                                              "API_KEY, else loopback names and API_HOST).")
+    API_MAX_BODY_MB: float = opt(4.0, "Largest API request body in MiB (larger: 413).", gt=0)
+    API_MAX_PROMPT_TOKENS: int | None = opt(None, "Longest API prompt in tokens (default: the model's context).", ge=1)
+    API_MAX_TOTAL_TOKENS: int = opt(65536, "Most tokens one API request may ask for: max_tokens x n.", ge=1)
     USE_MODELSCOPE_HUB: bool = opt(False, "Download models and datasets from ModelScope.")
     USE_OPENMIND_HUB: bool = opt(False, "Download models and datasets from Modelers (not supported: an error).")
     RECORD_VRAM: bool = opt(False, "Add vram_allocated / vram_reserved (GiB) to trainer_log.jsonl.")

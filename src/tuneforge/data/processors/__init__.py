@@ -22,6 +22,7 @@ from ..packing import pack_examples, pack_stream
 from ..validate import DataError
 from ..workers import map_workers
 from . import feedback, pairwise, pretrain, supervised, unsupervised
+from .cap import CUT, capped, char_cap, with_cut
 from .common import DROP, TRUNCATED, Context, StageProcessor, probe_guard
 from .seqlen import Guard, infer_seqlen
 
@@ -52,13 +53,15 @@ class ProcessStats:
     total: int = 0
     kept: int = 0
     truncated: int = 0
+    cut: int = 0  # rows with a text cut to the character budget before tokenizing (see cap.py)
     dropped: dict[str, int] = field(default_factory=dict)
     packed_rows: int = 0
 
     def summary(self) -> str:
         drops = ", ".join(f"{n} {reason}" for reason, n in sorted(self.dropped.items())) or "none"
         packed = f", packed into {self.packed_rows} rows" if self.packed_rows else ""
-        counts = f"kept {self.kept} of {self.total} examples ({self.truncated} truncated; dropped: {drops})"
+        cut = f", {self.cut} cut before tokenizing" if self.cut else ""
+        counts = f"kept {self.kept} of {self.total} examples ({self.truncated} truncated{cut}; dropped: {drops})"
         return f"{self.stage}: {counts}{packed}"
 
 
@@ -92,7 +95,8 @@ def process(dataset: Dataset, cfg: Config, tokenizer: Tokenizer, template: Templ
     ctx = build_context(cfg, tokenizer, template, key)
     processor = PROCESSORS[key]
     label = "predict" if key == PREDICT and stage(cfg.finetuning.stage).processor != PREDICT else cfg.finetuning.stage
-    mapped = dataset.map(partial(processor.process_batch, ctx=ctx), batched=True, features=processor.features(),
+    run = partial(capped, ctx=ctx, process_batch=processor.process_batch, cap=char_cap(ctx, processor.process_batch))
+    mapped = dataset.map(run, batched=True, features=with_cut(processor.features()),
                          batch_size=cfg.data.preprocessing_batch_size,
                          num_proc=map_workers(cfg.data.preprocessing_num_workers, len(dataset)),
                          remove_columns=dataset.column_names, desc=f"Tokenizing ({label})")
@@ -110,10 +114,15 @@ def _drop_and_count(mapped: Dataset, stats: ProcessStats) -> Dataset:
     stats.total = len(reasons)
     stats.dropped = dict(Counter(r for r in reasons.tolist() if r))
     stats.truncated = int(np.count_nonzero(mapped.with_format("arrow")[TRUNCATED].to_numpy(zero_copy_only=False)))
+    stats.cut = int(np.count_nonzero(mapped.with_format("arrow")[CUT].to_numpy(zero_copy_only=False)))
+    if stats.cut:
+        logger.warning("%d row(s) held a text far longer than cutoff_len allows: it was cut to its first and last "
+                       "characters before tokenizing (still more tokens than fit; see data/processors/cap.py)",
+                       stats.cut)
     keep = np.flatnonzero(reasons == "")
     stats.kept = len(keep)
     if not stats.kept:
         raise DataError(f"no example is left to train on after preprocessing: {stats.summary()}; every label is "
                          "masked or every row is malformed or longer than cutoff_len")
     kept = mapped.select(keep) if stats.kept < stats.total else mapped
-    return kept.remove_columns([DROP, TRUNCATED])
+    return kept.remove_columns([DROP, TRUNCATED, CUT])

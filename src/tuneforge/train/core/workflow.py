@@ -51,7 +51,7 @@ def prepare(cfg: Config, *, stage_data: bool = True) -> Prepared:
     """Seed, then load tokenizer → template → datasets → model (the datasets first: bad data fails fast)."""
     from transformers import set_seed
 
-    from ...model import load_model, load_tokenizer, trainable_summary
+    from ...model import load_model, load_tokenizer
 
     set_seed(cfg.training.seed)  # before the model: LoRA/from-scratch init must be reproducible
     start = time.perf_counter()
@@ -61,8 +61,7 @@ def prepare(cfg: Config, *, stage_data: bool = True) -> Prepared:
     for line in data.summary:
         logger.info(line)
     loaded = time.perf_counter()
-    model = load_model(cfg, tokenizer, is_trainable=cfg.training.do_train)
-    trainable_summary(model)
+    model = load_model(cfg, tokenizer, is_trainable=cfg.training.do_train)  # it logs the trainable params
     logger.info("start-up: tokenizer and data %.1f s, model %.1f s", loaded - start, time.perf_counter() - loaded)
     return Prepared(tokenizer, template, data, model)
 
