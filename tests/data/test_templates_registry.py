@@ -212,7 +212,8 @@ def test_glm4_tool_call_and_observation():
     tokenizer = tok("Qwen2.5-0.5B-Instruct")
     template = get_template("glm4", tokenizer)
     texts = template.pieces_for(tokenizer, GLM_CHAT, tools=GLM_TOOLS)
-    assert texts[0].startswith("[gMASK]<sop><|system|>\n# 可用工具\n\n## get_weather\n\n{")
+    assert texts[0].startswith("[gMASK]<sop><|system|>\n你是一个名为 ChatGLM 的人工智能助手。")
+    assert "的答复和支持。\n\n# 可用工具\n\n## get_weather\n\n{" in texts[0]
     assert texts[1:] == ['get_weather\n{"city": "Paris"}', '<|observation|>\n{"celsius": 21}<|assistant|>',
                          "\n21 °C."]
 
