@@ -27,8 +27,8 @@ MODELS = {
     "Qwen3-4B": ("qwen3", "{}<|im_end|>\n", "<think>\n\n</think>\n\n{}<|im_end|>\n"),
     "Llama-3.2-3B-Instruct": ("llama3", "{}<|eot_id|>", "{}<|eot_id|>"),
     "Mistral-7B-Instruct-v0.1": ("mistral", "{}</s>", "{}</s>"),
-    "SmolLM2-135M-Instruct": ("smollm", "{}<|im_end|>\n", "{}<|im_end|>\n"),
-    "SmolLM2-360M-Instruct": ("smollm", "{}<|im_end|>\n", "{}<|im_end|>\n"),
+    "SmolLM2-135M-Instruct": ("smollm2", "{}<|im_end|>\n", "{}<|im_end|>\n"),
+    "SmolLM2-360M-Instruct": ("smollm2", "{}<|im_end|>\n", "{}<|im_end|>\n"),
     # Yi's legacy SentencePiece conversion puts a "▁" before the text after a special token (here the "\n"),
     # in apply_chat_template's ids too; it decodes as a space
     "Yi-6B-Chat": ("yi", "{}<|im_end|> \n", "{}<|im_end|> \n"),

@@ -190,7 +190,8 @@ TOOL_FORMATS: dict[str, ToolFormat] = {
 }
 # LLaMA-Factory tool formats whose wording is not written here yet: a template using one renders chats without
 # tools normally and refuses rows with tools or tool calls (see ``get_tool_format``)
-PENDING_TOOL_FORMATS = ("glm4_moe", "qwen3_5", "seed_oss", "minimax1", "minimax2", "ling", "lfm2", "gemma4")
+PENDING_TOOL_FORMATS = ("glm4_moe", "qwen3_5", "seed_oss", "minimax1", "minimax2", "ling", "lfm2", "gemma4",
+                        "llama4")
 
 
 def get_tool_format(name: str) -> ToolFormat:
