@@ -72,8 +72,9 @@ FAMILIES = {
                  ("Hello<seed:eos>", "<seed:think></seed:think>Four.<seed:eos>")),
     "minimax1": ("", "<end_of_sentence>",
                  "<beginning_of_sentence>system ai_setting=assistant\nSYS<end_of_sentence>\n"
-                 "<beginning_of_sentence>user name=user\nHi<end_of_sentence>\n<beginning_of_sentence>ai name=assistant\n"
-                 "Hello<end_of_sentence>\n<beginning_of_sentence>user name=user\n2+2?<end_of_sentence>\n"
+                 "<beginning_of_sentence>user name=user\nHi<end_of_sentence>\n"
+                 "<beginning_of_sentence>ai name=assistant\nHello<end_of_sentence>\n"
+                 "<beginning_of_sentence>user name=user\n2+2?<end_of_sentence>\n"
                  "<beginning_of_sentence>ai name=assistant\nFour.<end_of_sentence>\n",
                  ("Hello<end_of_sentence>\n", "Four.<end_of_sentence>\n")),
     "minimax2": ("", "[e~[",
@@ -101,7 +102,8 @@ FAMILIES = {
 FAMILIES["granite4"] = FAMILIES["granite3"]  # same turns; granite4 adds a default system prompt (tested below)
 
 # the control-token shapes of these families: <|x|>, <｜x｜>, <x>, [X], [|x|], and MiniMax-M2's markers
-CONTROL = re.compile(r"<\|[^<>|]*\|>|<｜[^<>]*?｜>|</?[A-Za-z_:]+>|\[[A-Za-z_/]+\]|\[\|[a-z]+\|\]|\]~!b\[|\]~b\]|\[e~\[")
+CONTROL = re.compile(r"<\|[^<>|]*\|>|<｜[^<>]*?｜>|</?[A-Za-z_:]+>|\[[A-Za-z_/]+\]|\[\|[a-z]+\|\]"
+                     r"|\]~!b\[|\]~b\]|\[e~\[")
 
 
 def family_tokenizer(bos: str, eos: str, text: str):
