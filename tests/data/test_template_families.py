@@ -149,12 +149,17 @@ def test_granite4_default_system_and_tool_result_turn():
 # ----------------------------------------------------------------- every LLaMA-Factory 0.9.5 name
 # text templates of LLaMA-Factory v0.9.5 (src/llamafactory/data/template.py, templates without a multimodal plugin,
 # plus gemma3 / llama4 / mistral_small / qwen3_5 / qwen3_5_nothink / qwen3_6, text-capable models served by one)
-LF_TEXT = """aeva alpaca bailing bailing_v2 breeze chatglm3 chatml chatml_de cohere cpm4 dbrx deepseek deepseek3
-deepseekr1 deepseekcoder default empty ernie ernie_nothink exaone falcon falcon_h1 fewshot gemma gemma2 gemma3 gemma4
-glm4 glm4_moe glm4_7 glmz1 gpt_oss granite3 granite4 hunyuan hunyuan_small hy3 index intern2 lfm2 llama2 llama2_zh
-llama3 llama4 mimo mimo_v2 minimax1 minimax2 ministral mistral mistral_small moonlight olmo openchat openchat-3.6
-opencoder phi phi_small phi4 phi4_mini qwen qwen3 qwen3_nothink qwen3_5 qwen3_5_nothink qwen3_6 sailor seed_coder
-seed_oss smollm smollm2 solar starchat telechat2 vicuna xuanyuan yi youtu yuan zephyr""".split()
+LF_TEXT = [
+    "aeva", "alpaca", "bailing", "bailing_v2", "breeze", "chatglm3", "chatml", "chatml_de", "cohere", "cpm4",
+    "dbrx", "deepseek", "deepseek3", "deepseekr1", "deepseekcoder", "default", "empty", "ernie",
+    "ernie_nothink", "exaone", "falcon", "falcon_h1", "fewshot", "gemma", "gemma2", "gemma3", "gemma4", "glm4",
+    "glm4_moe", "glm4_7", "glmz1", "gpt_oss", "granite3", "granite4", "hunyuan", "hunyuan_small", "hy3",
+    "index", "intern2", "lfm2", "llama2", "llama2_zh", "llama3", "llama4", "mimo", "mimo_v2", "minimax1",
+    "minimax2", "ministral", "mistral", "mistral_small", "moonlight", "olmo", "openchat", "openchat-3.6",
+    "opencoder", "phi", "phi_small", "phi4", "phi4_mini", "qwen", "qwen3", "qwen3_nothink", "qwen3_5",
+    "qwen3_5_nothink", "qwen3_6", "sailor", "seed_coder", "seed_oss", "smollm", "smollm2", "solar", "starchat",
+    "telechat2", "vicuna", "xuanyuan", "yi", "youtu", "yuan", "zephyr",
+]
 # multimodal names accepted for text-only data (their text format equals the named text template's)
 LF_MM_ACCEPTED = {"llava": "vicuna", "llava_next": "vicuna", "llava_next_video": "vicuna", "video_llava": "vicuna",
                   "llava_next_yi": "yi", "llava_next_video_yi": "yi", "qwen3_vl": "qwen3",
@@ -231,7 +236,7 @@ def test_mistral_tool_format_on_ministral():
 
 
 def test_phi4_mini_tools_sit_in_the_system_turn():
-    text = get_template("phi4_mini", None).render_text(TOOL_CHAT[:1] + [TOOL_CHAT[3]], "SYS", TOOLS,
+    text = get_template("phi4_mini", None).render_text([*TOOL_CHAT[:1], TOOL_CHAT[3]], "SYS", TOOLS,
                                                        Specials("", "<|endoftext|>"))
     assert text.startswith('<|system|>SYS<|tool|>[{"name": "get_weather", "description": "Weather of a city", ')
     assert '"required": ["city"]}}]<|/tool|><|end|><|user|>Paris?<|end|><|assistant|>21.<|end|><|endoftext|>' in text
