@@ -1,0 +1,53 @@
+"""The template/tokenizer fit check (config rule template_fits_tokenizer) on the real tokenizers of ../shared."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from shared_models import SHARED_MODELS, shared_tokenizer_dirs
+from tuneforge.data.templates.fit import control_tokens, template_misfit
+from tuneforge.data.templates.registry import TEMPLATES
+
+# folder -> (its template, a template of another family)
+FOLDERS = {
+    "Qwen2.5-0.5B-Instruct": ("qwen", "llama3"),
+    "Qwen3-4B": ("qwen3", "gemma"),
+    "Llama-3.2-3B-Instruct": ("llama3", "qwen"),
+    "Mistral-7B-Instruct-v0.1": ("mistral", "chatml"),
+    "SmolLM2-135M-Instruct": ("smollm2", "phi"),
+    "SmolLM2-360M-Instruct": ("smollm2", "glm4"),
+    "Yi-6B-Chat": ("yi", "llama3"),
+    "Phi-3-mini-4k-instruct": ("phi", "qwen3"),
+    "TinyLlama-1.1B-Chat-v1.0": ("zephyr", "deepseek3"),
+}
+DIRS = [p for p in shared_tokenizer_dirs() if p.name in FOLDERS] or [SHARED_MODELS / "absent"]
+
+
+@pytest.mark.parametrize("path", DIRS, ids=lambda p: p.name)
+def test_own_template_fits_and_another_family_does_not(path):
+    if not path.is_dir():
+        pytest.skip(f"{path} is absent (the shared model fixtures live in ../shared/models)")
+    own, other = FOLDERS[path.name]
+    assert template_misfit(own, path) is None
+    misfit = template_misfit(other, path)
+    assert misfit is not None and misfit.missing == sorted(control_tokens(TEMPLATES[other]))
+    if path.name.startswith(("Qwen3", "Llama")):  # the folder name picks the family first
+        assert misfit.looks_like[0] == own
+
+
+def test_control_tokens_of_chat_turns():
+    assert control_tokens(TEMPLATES["chatml"]) == {"<|im_start|>", "<|im_end|>"}
+    assert control_tokens(TEMPLATES["gemma"]) == {"<start_of_turn>", "<end_of_turn>"}
+    assert control_tokens(TEMPLATES["exaone"]) == {"[|system|]", "[|endofturn|]", "[|user|]", "[|assistant|]"}
+    assert control_tokens(TEMPLATES["llama2"]) == set()  # [INST] and <<SYS>> are plain text
+    assert control_tokens(TEMPLATES["zephyr"]) == set()  # its <|user|> markers are plain text in its tokenizer
+
+
+def test_nothing_to_judge(tmp_path):
+    assert template_misfit("qwen", tmp_path) is None  # no tokenizer files
+    assert template_misfit("qwen", tmp_path / "absent") is None  # a hub id, not a folder
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps({"added_tokens_decoder": {}}))
+    assert template_misfit("alpaca", tmp_path) is None  # a plain-text template fits any tokenizer
+    assert template_misfit("qwen", tmp_path).missing == ["<|im_end|>", "<|im_start|>"]
