@@ -235,6 +235,13 @@ def test_mistral_tool_format_on_ministral():
                     '[TOOL_RESULTS]{"content": {"t": 21}}[/TOOL_RESULTS]21.</s>')
 
 
+def test_mistral_tool_turns_are_llamafactorys():
+    text = get_template("mistral", None).render_text(TOOL_CHAT, "SYS", TOOLS, Specials("<s>", "</s>"))
+    assert text.startswith("<s> [INST] SYS[AVAILABLE_TOOLS] [{")
+    assert text.endswith('[/AVAILABLE_TOOLS]\n\nParis? [/INST][TOOL_CALLS] [{"name": "get_weather", "arguments": '
+                         '{"city": "Paris"}}]</s>[TOOL_RESULTS] {"content": {"t": 21}}[/TOOL_RESULTS] 21.</s>')
+
+
 def test_phi4_mini_tools_sit_in_the_system_turn():
     text = get_template("phi4_mini", None).render_text([*TOOL_CHAT[:1], TOOL_CHAT[3]], "SYS", TOOLS,
                                                        Specials("", "<|endoftext|>"))

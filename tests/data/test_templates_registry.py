@@ -219,7 +219,7 @@ def test_glm4_tool_call_and_observation():
 
 
 # ----------------------------------------------------------------- Jinja export
-@pytest.mark.parametrize("name", sorted(set(REQUIRED) | {"deepseekr1", "phi4", "gemma3"}))
+@pytest.mark.parametrize("name", names())
 def test_exported_jinja_renders_like_the_template(name):
     tokenizer = tok("Mistral-7B-Instruct-v0.1")  # has BOS/EOS strings, so {{bos}}/{{eos}} are exercised
     for enable_thinking in (True, False):
