@@ -136,6 +136,18 @@ def test_family_ids_trained_spans_and_generation_prompt(name):
     assert template.render_prompt(tokenizer, CHAT[:3], system="SYS") == encode_text(tokenizer, prompt_text)
 
 
+@pytest.mark.parametrize("enable_thinking", [True, False])
+def test_glm4_7_writes_an_empty_thought_as_the_closing_tag(enable_thinking):
+    template = get_template("glm4_7", None, enable_thinking=enable_thinking)
+    text = template.render_text(CHAT, "SYS", specials=Specials("", "<e>"))
+    assert text == ("[gMASK]<sop><|system|>\nSYS<|user|>\nHi<|assistant|>\nHello<|user|>\n2+2?<|assistant|>\n"
+                    "</think>Four.")
+    thought = template.render_text([*CHAT[:3], {"role": "assistant", "content": "<think>add</think>4"}], "SYS",
+                                   specials=Specials("", "<e>"))
+    kept = "<|assistant|>\n<think>add</think>4"
+    assert thought.endswith("<|assistant|>\n</think>4" if enable_thinking is False else kept)
+
+
 def test_granite4_default_system_and_tool_result_turn():
     template = get_template("granite4", None)
     text = template.render_text([CHAT[0], {"role": "function", "content": '{"name": "f", "arguments": {}}'},

@@ -83,7 +83,8 @@ class Template:
     ``strip_content``: message texts are stripped (Llama 2/3 templates ``trim`` them). ``suffix``: text after the
     final reply (Phi-3 ends a conversation with EOS). ``efficient_eos``: replies carry no EOS; the caller appends
     one EOS after the last reply and labels the first token of each later prompt as EOS (GLM-4 style).
-    ``thought_words``: reasoning template (``<think>`` blocks, see ``reasoning.py``). ``stops``: stop words besides
+    ``thought_words``: reasoning template (``<think>`` blocks, see ``reasoning.py``); ``empty_thought``: the text of
+    an empty block when it is not the two words joined (GLM-4.7: ``"</think>"``). ``stops``: stop words besides
     EOS. ``replace_eos``: LLaMA-Factory's flag that the first stop word should become the tokenizer's EOS (for the
     model loader; encoding never depends on it, the slots spell their tokens).
     ``family``: the model family (the module or table group that defines it, e.g. "qwen").
@@ -107,6 +108,7 @@ class Template:
     replace_eos: bool = False
     tool_format: str = "default"
     thought_words: tuple[str, str] | None = None
+    empty_thought: str | None = None
     enable_thinking: bool | None = True
     family: str = ""
     doc: str = ""
@@ -204,7 +206,8 @@ class Template:
         check_roles(messages, ends_with_reply=False)
         text = "".join(self._pieces(messages, system, tools, specials))
         if self.thought_words and self.enable_thinking is False:  # Qwen3: enable_thinking=False pre-fills it
-            text += self._slot_head(self.assistant, specials) + think_block(self.thought_words)
+            empty = think_block(self.thought_words, empty=self.empty_thought)
+            text += self._slot_head(self.assistant, specials) + empty
         return text
 
     def _pieces(self, messages: list[Message], system: str | None, tools: str | None,
@@ -243,7 +246,7 @@ class Template:
         if not self.thought_words:
             return "", self._fill(slot, content, specials)
         moved, content = reasoned_reply(self.thought_words, content, is_last=is_last, after_query=after_query,
-                                        enable_thinking=self.enable_thinking)
+                                        enable_thinking=self.enable_thinking, empty=self.empty_thought)
         if not moved:
             return "", self._fill(slot, content, specials)
         # the moved (untrained) empty block sits where the reply would start, after the slot's own head
