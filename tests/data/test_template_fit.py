@@ -37,6 +37,23 @@ def test_own_template_fits_and_another_family_does_not(path):
         assert misfit.looks_like[0] == own
 
 
+@pytest.mark.parametrize(("name", "folder", "missing"), [
+    ("llama2", "Qwen2.5-0.5B-Instruct", ["[/INST]", "[INST]"]),
+    ("deepseek", "SmolLM2-135M-Instruct", ["Assistant:", "User:"]),
+    ("llama2", "tokenizer-only/TinyLlama-1.1B-Chat-v1.0", ["[/INST]", "[INST]"]),  # a zephyr-format model
+    ("zephyr", "Qwen3-4B", ["<|assistant|>", "<|user|>"]),
+    ("llama2", "Mistral-7B-Instruct-v0.1", None),  # the same [INST] markers
+    ("alpaca", "Qwen3-4B", None),  # model-agnostic
+])
+def test_plain_markers_must_appear_in_the_models_chat_template(name, folder, missing):
+    path = SHARED_MODELS / folder
+    if not path.is_dir():
+        pytest.skip(f"{path} is absent (the shared model fixtures live in ../shared/models)")
+    misfit = template_misfit(name, path)
+    assert (misfit.missing if misfit else None) == missing
+    assert misfit is None or misfit.in_template
+
+
 def test_control_tokens_of_chat_turns():
     assert control_tokens(TEMPLATES["chatml"]) == {"<|im_start|>", "<|im_end|>"}
     assert control_tokens(TEMPLATES["gemma"]) == {"<start_of_turn>", "<end_of_turn>"}

@@ -17,7 +17,8 @@ def template_fits_tokenizer(ctx: Ctx) -> Iterator[Finding]:
     if misfit is None:
         return
     guess = f" The tokenizer fits template {' / '.join(misfit.looks_like)}." if misfit.looks_like else ""
-    yield "template", (f"template '{name}' uses {', '.join(misfit.missing)}, which the tokenizer in {folder} does "
-                       f"not have as tokens: the text would be split into plain pieces the model never saw as a "
-                       f"chat format.{guess} Check the template name, or leave template empty to use the "
-                       "tokenizer's own chat_template")
+    why = ("which the model's own chat_template never writes: it is another family's format" if misfit.in_template
+           else f"which the tokenizer in {folder} does not have as tokens: the text would be split into plain "
+                "pieces the model never saw as a chat format")
+    yield "template", (f"template '{name}' uses {', '.join(misfit.missing)}, {why}.{guess} Check the template "
+                       "name, or leave template empty to use the tokenizer's own chat_template")

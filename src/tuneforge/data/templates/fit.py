@@ -1,7 +1,9 @@
 """Does a named template fit a model folder's tokenizer? Read from the tokenizer files only (no loading).
 
 A template's control tokens (``<|im_start|>``, ``<start_of_turn>``, ``<｜User｜>``, ``[|user|]``, ...) must be
-tokens of the tokenizer; otherwise they are split into plain-text pieces the model never saw as a format.
+tokens of the tokenizer; otherwise they are split into plain-text pieces the model never saw as a format. A
+template written in plain-text markers (``[INST]``, ``User:``, ``### Instruction:``) must find them in the
+tokenizer's own chat_template, when it has one. Model-agnostic templates (alpaca, default, empty, ...) fit any.
 
 >>> template_misfit("qwen", "/models/Llama-3.2-3B-Instruct")
 Misfit(missing=['<|im_end|>', '<|im_start|>'], looks_like=['llama3', 'openchat-3.6'])
@@ -28,10 +30,18 @@ PLAIN_MARKER_FAMILIES = ("zephyr", "olmo")
 
 @dataclass(frozen=True)
 class Misfit:
-    """The template's control tokens the tokenizer lacks, and the templates whose tokens it has (best first)."""
+    """What the tokenizer lacks (control tokens, or plain markers its chat_template never writes: ``in_template``)
+    and the templates whose tokens it has (best first)."""
 
     missing: list[str]
     looks_like: list[str]
+    in_template: bool = False
+
+
+def plain_markers(template: Template) -> set[str]:
+    """The literal words around a user message: llama2 -> {"[INST]", "[/INST]"}, deepseek -> {"User:", ...}."""
+    text = re.sub(r"\{\{\w+\}\}", " ", template.user)
+    return {word for word in text.split() if (len(word) >= 3 and not word.isalnum()) or word.endswith(":")}
 
 
 def control_tokens(template: Template) -> set[str]:
@@ -55,6 +65,17 @@ class TokenizerText:
     def has(self, token: str) -> bool:
         return json.dumps(token) in self.text or json.dumps(token, ensure_ascii=False) in self.text
 
+    def chat_template(self, folder: Path) -> str | None:
+        """The folder's own chat_template (chat_template.jinja, or the tokenizer_config.json string), if any."""
+        if (folder / "chat_template.jinja").is_file():
+            return (folder / "chat_template.jinja").read_text(encoding="utf-8", errors="replace")
+        config = folder / "tokenizer_config.json"
+        try:
+            value = json.loads(config.read_text(encoding="utf-8")).get("chat_template") if config.is_file() else None
+        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+            return None
+        return value if isinstance(value, str) else None
+
 
 def _looks_like(files: TokenizerText, folder: Path, exclude: str) -> list[str]:
     """Up to three templates whose control tokens are all in the tokenizer: those named in the folder name first
@@ -68,13 +89,19 @@ def _looks_like(files: TokenizerText, folder: Path, exclude: str) -> list[str]:
 
 
 def template_misfit(name: str, folder: str | Path) -> Misfit | None:
-    """A Misfit when template ``name`` uses control tokens the tokenizer in ``folder`` lacks; None when it fits,
-    or when there is nothing to judge (unknown name, no tokenizer files, a template without control tokens)."""
+    """A Misfit when template ``name`` uses control tokens the tokenizer in ``folder`` lacks, or plain markers its
+    chat_template never writes; None when it fits, or when there is nothing to judge (unknown name, no tokenizer
+    files, a model-agnostic template without control tokens)."""
     template, path = TEMPLATES.get(name), Path(folder)
     if template is None or not path.is_dir():
         return None
     files = TokenizerText(path)
-    missing = sorted(token for token in control_tokens(template) if not files.has(token)) if files else []
-    if not missing:
+    if not files:
         return None
-    return Misfit(missing, _looks_like(files, path, name))
+    missing = sorted(token for token in control_tokens(template) if not files.has(token))
+    if missing:
+        return Misfit(missing, _looks_like(files, path, name))
+    # plain markers: only for model families (alpaca, default, vicuna, ... are meant for any model)
+    own = files.chat_template(path) if not control_tokens(template) and template.family != "generic" else None
+    absent = sorted(word for word in plain_markers(template) if own is not None and word not in own)
+    return Misfit(absent, _looks_like(files, path, name), in_template=True) if absent else None
