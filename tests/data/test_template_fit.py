@@ -68,3 +68,12 @@ def test_nothing_to_judge(tmp_path):
     (tmp_path / "tokenizer_config.json").write_text(json.dumps({"added_tokens_decoder": {}}))
     assert template_misfit("alpaca", tmp_path) is None  # a plain-text template fits any tokenizer
     assert template_misfit("qwen", tmp_path).missing == ["<|im_end|>", "<|im_start|>"]
+
+
+def test_check_reports_a_multimodal_name_as_an_error_naming_the_text_template():
+    from tuneforge.config.loader import resolve
+
+    found = [d for d in resolve({"model_name_or_path": "org/model", "template": "qwen2_vl"}).diagnostics
+             if d.key == "template"]
+    assert [(d.level, d.rule) for d in found] == [("error", "template_known")]
+    assert "multimodal template" in found[0].message and "use template: qwen " in found[0].message
