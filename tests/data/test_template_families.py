@@ -261,7 +261,26 @@ def test_phi4_mini_tools_sit_in_the_system_turn():
     assert '"required": ["city"]}}]<|/tool|><|end|><|user|>Paris?<|end|><|assistant|>21.<|end|><|endoftext|>' in text
 
 
-@pytest.mark.parametrize("name", ["qwen3_5", "glm4_moe", "seed_oss", "minimax2", "llama4"])
+def test_qwen3_5_xml_tool_calls():
+    text = get_template("qwen3_5", None).render_text(TOOL_CHAT, None, TOOLS, Specials("", "<|im_end|>"))
+    assert text.startswith("<|im_start|>system\n# Tools\n\nYou have access to the following functions:\n\n<tools>\n"
+                           '{"name": "get_weather", "description": "Weather of a city", ')
+    assert "\n</IMPORTANT><|im_end|>\n<|im_start|>user\nParis?<|im_end|>\n<|im_start|>assistant\n" in text
+    assert text.endswith("<|im_start|>assistant\n<tool_call>\n<function=get_weather>\n<parameter=city>\nParis\n"
+                         "</parameter>\n</function>\n</tool_call><|im_end|>\n<|im_start|>user\n<tool_response>\n"
+                         '{"t": 21}\n</tool_response><|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n'
+                         "21.<|im_end|>\n")
+
+
+def test_glm4_moe_xml_tool_calls():
+    text = get_template("glm4_moe", None).render_text(TOOL_CHAT, "SYS", TOOLS, Specials("", "<e>"))
+    assert text.startswith("[gMASK]<sop><|system|>\nSYS\n\n# Tools\n\nYou may call one or more functions")
+    assert text.endswith("<|user|>\nParis?<|assistant|>\n<tool_call>get_weather\n<arg_key>city</arg_key>\n"
+                         "<arg_value>Paris</arg_value>\n</tool_call><|observation|>\n{\"t\": 21}<|assistant|>\n"
+                         "<think>\n\n</think>\n\n21.")
+
+
+@pytest.mark.parametrize("name", ["seed_oss", "minimax2", "llama4", "lfm2"])
 def test_pending_tool_format_refuses_tool_rows_only(name):
     template = get_template(name, None)
     assert template.render_text(CHAT, "SYS")  # plain chats render

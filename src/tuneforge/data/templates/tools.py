@@ -4,8 +4,8 @@
 ``{"type": "function", "function": {...}}``); a ``function`` message holds ``{"name", "arguments"}`` or a list of
 them. Formats: ``default`` (LLaMA-Factory's ReAct-style ``Action:`` lines), ``qwen`` (Hermes ``<tool_call>`` JSON,
 as the Qwen2.5 and Qwen3 chat templates render it), ``llama3`` (schemas in the first user message, bare JSON calls,
-as the Llama 3.1+ chat templates do), ``glm4``, ``mistral`` (``[AVAILABLE_TOOLS]``) and ``phi4_mini``
-(``<|tool|>``).
+as the Llama 3.1+ chat templates do), ``glm4``, ``mistral`` (``[AVAILABLE_TOOLS]``), ``phi4_mini``
+(``<|tool|>``), ``qwen3_5`` (``<function=...>`` XML calls) and ``glm4_moe`` (``<arg_key>`` XML calls).
 """
 
 from __future__ import annotations
@@ -176,6 +176,64 @@ def _decoded(arguments: Any) -> Any:
     return {} if arguments is None else arguments
 
 
+def _value_text(value: Any) -> str:
+    """An XML-style argument value: strings verbatim, anything else as JSON (``3`` -> ``"3"``)."""
+    return value if isinstance(value, str) else dumps(value)
+
+
+def _arguments_of(call: dict[str, Any]) -> dict[str, Any]:
+    """The arguments of a call as a mapping (XML formats write one element per argument)."""
+    arguments = _decoded(call.get("arguments"))
+    if not isinstance(arguments, dict):
+        raise ValueError(f"tool call {call['name']!r}: XML tool formats need object arguments, got {arguments!r}")
+    return arguments
+
+
+_QWEN35_TAIL = (
+    "\n</tools>\n\nIf you choose to call a function ONLY reply in the following format with NO suffix:\n\n"
+    "<tool_call>\n<function=example_function_name>\n<parameter=example_parameter_1>\nvalue_1\n</parameter>\n"
+    "<parameter=example_parameter_2>\nThis is the value for the second parameter\nthat can span\nmultiple lines\n"
+    "</parameter>\n</function>\n</tool_call>\n\n<IMPORTANT>\nReminder:\n- Function calls MUST follow the specified "
+    "format: an inner <function=...></function> block must be nested within <tool_call></tool_call> XML tags\n"
+    "- Required parameters MUST be specified\n- You may provide optional reasoning for your function call in "
+    "natural language BEFORE the function call, but NOT after\n- If there is no function call available, answer "
+    "the question like normal with your current knowledge and do not tell the user about function calls\n"
+    "</IMPORTANT>")
+
+
+def _qwen35_tools(schemas: list[dict[str, Any]]) -> str:
+    return ("# Tools\n\nYou have access to the following functions:\n\n<tools>"
+            + "".join("\n" + dumps(function_schema(tool)) for tool in schemas) + _QWEN35_TAIL)
+
+
+def _qwen35_calls(calls: list[dict[str, Any]]) -> str:
+    """``<tool_call>\\n<function=f>\\n<parameter=x>\\n1\\n</parameter>\\n</function>\\n</tool_call>`` per call."""
+    def one(call: dict[str, Any]) -> str:
+        params = "".join(f"\n<parameter={k}>\n{_value_text(v)}\n</parameter>" for k, v in _arguments_of(call).items())
+        return f"<tool_call>\n<function={call['name']}>{params}\n</function>\n</tool_call>"
+
+    return "\n".join(map(one, calls))
+
+
+_GLM4_MOE_TAIL = (
+    "\n</tools>\n\nFor each function call, output the function name and arguments within the following XML "
+    "format:\n<tool_call>{function-name}\n<arg_key>{arg-key-1}</arg_key>\n<arg_value>{arg-value-1}</arg_value>\n"
+    "<arg_key>{arg-key-2}</arg_key>\n<arg_value>{arg-value-2}</arg_value>\n...\n</tool_call>\n")
+
+
+def _glm4_moe_tools(schemas: list[dict[str, Any]]) -> str:
+    return _QWEN_HEAD + "".join("\n" + dumps(openai_tool(tool)) for tool in schemas) + _GLM4_MOE_TAIL
+
+
+def _glm4_moe_calls(calls: list[dict[str, Any]]) -> str:
+    """``\\n<tool_call>f\\n<arg_key>x</arg_key>\\n<arg_value>1</arg_value>\\n</tool_call>`` per call (GLM-4.5 opens
+    each call on a new line after ``<|assistant|>``)."""
+    return "".join(f"\n<tool_call>{c['name']}"
+                   + "".join(f"\n<arg_key>{k}</arg_key>\n<arg_value>{_value_text(v)}</arg_value>"
+                             for k, v in _arguments_of(c).items())
+                   + "\n</tool_call>" for c in calls)
+
+
 def _phi4_mini_tools(schemas: list[dict[str, Any]]) -> str:
     return "<|tool|>" + dumps([function_schema(tool) for tool in schemas]) + "<|/tool|>"
 
@@ -187,11 +245,12 @@ TOOL_FORMATS: dict[str, ToolFormat] = {
     "glm4": ToolFormat(_glm4_tools, _glm4_calls),
     "mistral": ToolFormat(_mistral_tools, _mistral_calls),
     "phi4_mini": ToolFormat(_phi4_mini_tools, _default_calls),
+    "qwen3_5": ToolFormat(_qwen35_tools, _qwen35_calls, blank_line=True),
+    "glm4_moe": ToolFormat(_glm4_moe_tools, _glm4_moe_calls, blank_line=True),
 }
 # LLaMA-Factory tool formats whose wording is not written here yet: a template using one renders chats without
 # tools normally and refuses rows with tools or tool calls (see ``get_tool_format``)
-PENDING_TOOL_FORMATS = ("glm4_moe", "qwen3_5", "seed_oss", "minimax1", "minimax2", "ling", "lfm2", "gemma4",
-                        "llama4")
+PENDING_TOOL_FORMATS = ("seed_oss", "minimax1", "minimax2", "ling", "lfm2", "gemma4", "llama4")
 
 
 def get_tool_format(name: str) -> ToolFormat:
