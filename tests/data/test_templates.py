@@ -258,3 +258,15 @@ def test_every_shared_folder_is_mapped():
         pytest.skip(f"{SHARED_MODELS} is absent")
     unmapped = sorted(p.name for p in shared_tokenizer_dirs() if p.name not in MODELS)
     assert not unmapped, f"add {unmapped} to MODELS"
+
+
+@pytest.mark.parametrize("folder", ["SmolLM2-135M-Instruct", "Yi-6B-Chat"])
+def test_tool_result_turn_matches_role_loop_templates(folder):
+    """SmolLM2 and Yi write each message's own role, so a tool result is a `<|im_start|>tool` turn there too."""
+    tok = load(require_shared(folder))
+    conv = [*THREE[:2], {"role": "observation", "content": '{"celsius": 21}'}, THREE[3]]
+    hf = [*THREE[:2], {"role": "tool", "content": '{"celsius": 21}'}, THREE[3]]
+    for system in SYSTEMS:
+        pairs = get_template(MODELS[folder][0], tok).encode_multiturn(tok, conv, system=system)
+        assert flatten(pairs) == reference(tok, hf, system)
+        assert decode(tok, pairs[1][0]).replace("|> ", "|>").startswith("<|im_start|>tool\n")  # Yi: legacy "▁"
