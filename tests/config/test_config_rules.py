@@ -51,6 +51,12 @@ def _model_dir(tmp_path: Path) -> str:
     return str(tmp_path)
 
 
+def _llama3_tokenizer_dir(tmp_path: Path) -> str:
+    added = {str(i): {"content": t, "special": True} for i, t in enumerate(["<|start_header_id|>", "<|eot_id|>"])}
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps({"added_tokens_decoder": added}))
+    return str(tmp_path)
+
+
 CASES = {
     # stage errors
     "stage_exclusive_options": ({"stage": "dpo", "mask_history": True}, "error", "mask_history", ["stage: sft"]),
@@ -174,6 +180,8 @@ CASES = {
                            ["no effect"]),
     # templates
     "template_known": ({"template": "qwen25"}, "error", "template", ["unknown template", "Did you mean"]),
+    "template_fits_tokenizer": (lambda t: {"model_name_or_path": _llama3_tokenizer_dir(t), "template": "qwen"},
+                                "warning", "template", ["<|im_end|>, <|im_start|>", "leave template empty"]),
     "efficient_eos_train_on_prompt": ({"template": "glm4", "train_on_prompt": True}, "error", "train_on_prompt",
                                       ["efficient_eos"]),
 }

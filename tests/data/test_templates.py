@@ -27,8 +27,8 @@ MODELS = {
     "Qwen3-4B": ("qwen3", "{}<|im_end|>\n", "<think>\n\n</think>\n\n{}<|im_end|>\n"),
     "Llama-3.2-3B-Instruct": ("llama3", "{}<|eot_id|>", "{}<|eot_id|>"),
     "Mistral-7B-Instruct-v0.1": ("mistral", "{}</s>", "{}</s>"),
-    "SmolLM2-135M-Instruct": ("smollm", "{}<|im_end|>\n", "{}<|im_end|>\n"),
-    "SmolLM2-360M-Instruct": ("smollm", "{}<|im_end|>\n", "{}<|im_end|>\n"),
+    "SmolLM2-135M-Instruct": ("smollm2", "{}<|im_end|>\n", "{}<|im_end|>\n"),
+    "SmolLM2-360M-Instruct": ("smollm2", "{}<|im_end|>\n", "{}<|im_end|>\n"),
     # Yi's legacy SentencePiece conversion puts a "▁" before the text after a special token (here the "\n"),
     # in apply_chat_template's ids too; it decodes as a space
     "Yi-6B-Chat": ("yi", "{}<|im_end|> \n", "{}<|im_end|> \n"),
@@ -192,21 +192,64 @@ TOOL_HF = [
 ]
 
 
-@pytest.mark.parametrize("folder", ["Qwen2.5-0.5B-Instruct", "Qwen3-4B", "Llama-3.2-3B-Instruct"])
-def test_tool_calls_match_chat_template(folder):
-    """Tool schemas, a tool call and its result render like the model's template (Qwen: named and Jinja)."""
-    tok = load(require_shared(folder))
+# folders whose chat_template renders tools -> the trained text of the tool-call turn
+TOOL_CALL_REPLY = {
+    "Qwen2.5-0.5B-Instruct": '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>'
+                             "<|im_end|>\n",
+    "Qwen3-4B": '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call><|im_end|>\n',
+    "Llama-3.2-3B-Instruct": '{"name": "get_weather", "parameters": {"city": "Paris"}}<|eot_id|>',
+}
+# three turns: a plain exchange, the tool exchange, a last plain exchange
+TOOL_THREE = [*THREE[:2], *TOOL_CONV, {"role": "user", "content": "And in °F?"},
+              {"role": "assistant", "content": "About 70 °F."}]
+TOOL_THREE_HF = [*THREE[:2], *TOOL_HF, *TOOL_THREE[-2:]]
+TOOL_CASES = [(conv, hf, system) for conv, hf in ((TOOL_CONV, TOOL_HF), (TOOL_THREE, TOOL_THREE_HF))
+              for system in SYSTEMS]
+TOOL_IDS = [f"{'one' if conv is TOOL_CONV else 'three'}-{'system' if system else 'nosystem'}"
+            for conv, _, system in TOOL_CASES]
+
+
+def tool_reference(tok, hf, system, **kwargs) -> list[int]:
     tools = [{"type": "function", "function": tool} for tool in json.loads(TOOLS)]
+    return tok.apply_chat_template(hf_chat(hf, system), tools=tools, tokenize=True, return_dict=False, **kwargs)
+
+
+@pytest.mark.parametrize(("conv", "hf", "system"), TOOL_CASES, ids=TOOL_IDS)
+@pytest.mark.parametrize("folder", sorted(TOOL_CALL_REPLY))
+def test_tool_calls_match_chat_template(folder, conv, hf, system):
+    """Tool schemas (tools=), a tool call and its result render like the model's template, named and Jinja; the
+    trained spans are exactly the replies: the call with its end-of-turn token, then the answers."""
+    tok = load(require_shared(folder))
+    name, middle, last = MODELS[folder]
+    ref = tool_reference(tok, hf, system)
+    for template in (get_template(name, tok), resolve_template(None, tok)):
+        pairs = template.encode_multiturn(tok, conv, system=system, tools=TOOLS)
+        assert flatten(pairs) == ref, (template.name, system)
+        replies = [decode(tok, reply) for _, reply in pairs]
+        answers = [m["content"] for m in conv if m["role"] == "assistant"]
+        expected = [middle.format(a) for a in answers[:-1]] + [last.format(answers[-1])]
+        expected.insert(len(answers) - (1 if conv is TOOL_CONV else 2), TOOL_CALL_REPLY[folder])
+        assert replies == expected, template.name
+        gen = tool_reference(tok, hf[:-1], system, add_generation_prompt=True)
+        assert template.render_prompt(tok, conv[:-1], system=system, tools=TOOLS) == gen, template.name
+
+
+def test_qwen3_thinking_with_tools_matches_chat_template():
+    """A reasoning reply after a tool result keeps its <think> block (trained); one before the last user query
+    loses it, as Qwen3's template renders history."""
+    tok = load(require_shared("Qwen3-4B"))
+    answer = "<think>\nThe tool says 21.\n</think>\n\nIt is 21 °C in Paris."
+    old = {"role": "assistant", "content": "<think>\nGreet back.\n</think>\n\nHello!"}
+    conv = [THREE[0], old, *TOOL_CONV[:3], {"role": "assistant", "content": answer}]
+    hf = [THREE[0], old, *TOOL_HF[:3], {"role": "assistant", "content": answer}]
     for system in SYSTEMS:
-        ref = tok.apply_chat_template(hf_chat(TOOL_HF, system), tools=tools, tokenize=True, return_dict=False)
-        templates = [resolve_template(None, tok)]
-        if folder.startswith("Qwen"):  # Llama 3.2 puts tools in the first user turn; only its Jinja path matches
-            templates.append(get_template(MODELS[folder][0], tok))
-        for template in templates:
-            pairs = template.encode_multiturn(tok, TOOL_CONV, system=system, tools=TOOLS)
+        ref = tool_reference(tok, hf, system)
+        for template in (get_template("qwen3", tok), resolve_template(None, tok)):
+            pairs = template.encode_multiturn(tok, conv, system=system, tools=TOOLS)
             assert flatten(pairs) == ref, (template.name, system)
-            assert '"city": "Paris"' in decode(tok, pairs[0][1])
-            assert decode(tok, pairs[1][1]) == MODELS[folder][2].format("It is 21 °C in Paris.")
+            assert [decode(tok, reply) for _, reply in pairs] == [
+                "Hello!<|im_end|>\n", TOOL_CALL_REPLY["Qwen3-4B"],
+                "<think>\nThe tool says 21.\n</think>\n\nIt is 21 °C in Paris.<|im_end|>\n"], template.name
 
 
 def test_every_shared_folder_is_mapped():
@@ -215,3 +258,15 @@ def test_every_shared_folder_is_mapped():
         pytest.skip(f"{SHARED_MODELS} is absent")
     unmapped = sorted(p.name for p in shared_tokenizer_dirs() if p.name not in MODELS)
     assert not unmapped, f"add {unmapped} to MODELS"
+
+
+@pytest.mark.parametrize("folder", ["SmolLM2-135M-Instruct", "Yi-6B-Chat"])
+def test_tool_result_turn_matches_role_loop_templates(folder):
+    """SmolLM2 and Yi write each message's own role, so a tool result is a `<|im_start|>tool` turn there too."""
+    tok = load(require_shared(folder))
+    conv = [*THREE[:2], {"role": "observation", "content": '{"celsius": 21}'}, THREE[3]]
+    hf = [*THREE[:2], {"role": "tool", "content": '{"celsius": 21}'}, THREE[3]]
+    for system in SYSTEMS:
+        pairs = get_template(MODELS[folder][0], tok).encode_multiturn(tok, conv, system=system)
+        assert flatten(pairs) == reference(tok, hf, system)
+        assert decode(tok, pairs[1][0]).replace("|> ", "|>").startswith("<|im_start|>tool\n")  # Yi: legacy "▁"

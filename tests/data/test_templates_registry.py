@@ -212,13 +212,14 @@ def test_glm4_tool_call_and_observation():
     tokenizer = tok("Qwen2.5-0.5B-Instruct")
     template = get_template("glm4", tokenizer)
     texts = template.pieces_for(tokenizer, GLM_CHAT, tools=GLM_TOOLS)
-    assert texts[0].startswith("[gMASK]<sop><|system|>\n# 可用工具\n\n## get_weather\n\n{")
+    assert texts[0].startswith("[gMASK]<sop><|system|>\n你是一个名为 ChatGLM 的人工智能助手。")
+    assert "的答复和支持。\n\n# 可用工具\n\n## get_weather\n\n{" in texts[0]
     assert texts[1:] == ['get_weather\n{"city": "Paris"}', '<|observation|>\n{"celsius": 21}<|assistant|>',
                          "\n21 °C."]
 
 
 # ----------------------------------------------------------------- Jinja export
-@pytest.mark.parametrize("name", sorted(set(REQUIRED) | {"deepseekr1", "phi4", "gemma3"}))
+@pytest.mark.parametrize("name", names())
 def test_exported_jinja_renders_like_the_template(name):
     tokenizer = tok("Mistral-7B-Instruct-v0.1")  # has BOS/EOS strings, so {{bos}}/{{eos}} are exercised
     for enable_thinking in (True, False):

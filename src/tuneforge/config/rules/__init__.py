@@ -97,6 +97,7 @@ def run_rules(res: Resolution) -> list[Diagnostic]:
         runtime_rules,
         stability,
         stage_rules,
+        template_fit,
         template_rules,
         training_rules,
     )

@@ -10,10 +10,13 @@ from . import Ctx, Finding, rule
 @rule("error")
 def template_known(ctx: Ctx) -> Iterator[Finding]:
     from ...data.templates.registry import template_names
+    from ...data.templates.table import multimodal_hint
     from ...utils.suggest import did_you_mean
 
     name = ctx.data.template
-    if name and name not in template_names():
+    if name and name not in template_names() and multimodal_hint(name):
+        yield "template", multimodal_hint(name)
+    elif name and name not in template_names():
         yield "template", f"unknown template '{name}'.{did_you_mean(name, template_names())} Leave template " \
                           "empty to use the tokenizer's own chat_template"
 

@@ -26,7 +26,7 @@ from typing import Any
 from ..messages import ASSISTANT_ROLES, USER_ROLES, Message
 from .reasoning import last_query_index, reasoned_reply, think_block
 from .spans import encode_segments_batch, encode_text
-from .tools import get_tool_format
+from .tools import ToolFormat, get_tool_format, parse_tools
 
 CONTENT, BOS, EOS, DATE = "{{content}}", "{{bos}}", "{{eos}}", "{{date}}"
 Pair = tuple[list[int], list[int]]
@@ -83,9 +83,11 @@ class Template:
     ``strip_content``: message texts are stripped (Llama 2/3 templates ``trim`` them). ``suffix``: text after the
     final reply (Phi-3 ends a conversation with EOS). ``efficient_eos``: replies carry no EOS; the caller appends
     one EOS after the last reply and labels the first token of each later prompt as EOS (GLM-4 style).
-    ``thought_words``: reasoning template (``<think>`` blocks, see ``reasoning.py``). ``stops``: stop words besides
+    ``thought_words``: reasoning template (``<think>`` blocks, see ``reasoning.py``); ``empty_thought``: the text of
+    an empty block when it is not the two words joined (GLM-4.7: ``"</think>"``). ``stops``: stop words besides
     EOS. ``replace_eos``: LLaMA-Factory's flag that the first stop word should become the tokenizer's EOS (for the
     model loader; encoding never depends on it, the slots spell their tokens).
+    ``family``: the model family (the module or table group that defines it, e.g. "qwen").
     ``example``: the exact text of ``[system "SYS", user "Hi", assistant "Hello"]`` with BOS/EOS ``<s>``/``</s>``.
     """
 
@@ -106,7 +108,9 @@ class Template:
     replace_eos: bool = False
     tool_format: str = "default"
     thought_words: tuple[str, str] | None = None
+    empty_thought: str | None = None
     enable_thinking: bool | None = True
+    family: str = ""
     doc: str = ""
     example: str = ""
 
@@ -202,7 +206,8 @@ class Template:
         check_roles(messages, ends_with_reply=False)
         text = "".join(self._pieces(messages, system, tools, specials))
         if self.thought_words and self.enable_thinking is False:  # Qwen3: enable_thinking=False pre-fills it
-            text += self._slot_head(self.assistant, specials) + think_block(self.thought_words)
+            empty = think_block(self.thought_words, empty=self.empty_thought)
+            text += self._slot_head(self.assistant, specials) + empty
         return text
 
     def _pieces(self, messages: list[Message], system: str | None, tools: str | None,
@@ -213,7 +218,7 @@ class Template:
             if index == 0:
                 pieces.append(self._first_prompt(message, system, tools, specials))
             elif index % 2 == 0:
-                pieces.append(self._fill(self._user_slot(message), message["content"], specials))
+                pieces.append(self._fill(self._user_slot(message), self._user_content(message), specials))
             else:
                 moved, reply = self._reply(message, index == len(messages) - 1, index > query, specials)
                 pieces[-1] += moved
@@ -222,8 +227,10 @@ class Template:
 
     def _first_prompt(self, message: Message, system: str | None, tools: str | None, specials: Specials) -> str:
         """Prefix + system + first user message (the system folded into the user text when ``system_in_user``)."""
-        text = get_tool_format(self.tool_format).system_text(system or self.default_system, tools)
-        content, head = message["content"], ""
+        text = system or self.default_system
+        if parse_tools(tools):
+            text = self.tool_formatter().system_text(text, tools)
+        content, head = self._user_content(message), ""
         if self.system_in_user and text:
             content = self._fill(self.system, text, specials, strip=False) + content
         elif text or self.always_system:
@@ -235,16 +242,27 @@ class Template:
         slot, content = self.assistant, message["content"]
         if message["role"] == "function":
             slot = self.function or self.assistant
-            content = get_tool_format(self.tool_format).call_text(content)
+            content = self.tool_formatter().call_text(content)
         if not self.thought_words:
             return "", self._fill(slot, content, specials)
         moved, content = reasoned_reply(self.thought_words, content, is_last=is_last, after_query=after_query,
-                                        enable_thinking=self.enable_thinking)
+                                        enable_thinking=self.enable_thinking, empty=self.empty_thought)
         if not moved:
             return "", self._fill(slot, content, specials)
         # the moved (untrained) empty block sits where the reply would start, after the slot's own head
         head = self._slot_head(slot, specials)
         return head + moved, self._fill(slot, content, specials)[len(head):]
+
+    def tool_formatter(self) -> ToolFormat:
+        """The template's tool format; TemplateError when it is one not implemented yet (see tools.py)."""
+        try:
+            return get_tool_format(self.tool_format)
+        except ValueError as error:
+            raise TemplateError(f"template {self.name!r}: {error}") from None
+
+    def _user_content(self, message: Message) -> str:
+        """The text a user / observation message puts in its slot (Llama 3 JSON-quotes tool results)."""
+        return message["content"]
 
     def _user_slot(self, message: Message) -> str:
         return self.observation if message["role"] == "observation" and self.observation is not None else self.user

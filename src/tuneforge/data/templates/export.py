@@ -56,6 +56,15 @@ def _header(template: Template) -> list[str]:
     return lines
 
 
+def _block(template: Template, thought: str) -> str:
+    """Jinja expression of a think block around the expression ``thought`` (``empty_thought`` when it is empty)."""
+    start, end = template.thought_words or ("", "")
+    full = json.dumps(start) + " + " + thought + " + " + json.dumps(end)
+    if template.empty_thought is None:
+        return "(" + full + ")"
+    return "(" + full + " if " + thought + " else " + json.dumps(template.empty_thought) + ")"
+
+
 def _reasoning(template: Template) -> list[str]:
     """Jinja mirroring reasoning.reasoned_reply: sets ``content`` of an assistant message."""
     if not template.thought_words:
@@ -72,7 +81,7 @@ def _reasoning(template: Template) -> list[str]:
         "{%- if (enable_thinking if enable_thinking is defined else " + thinking + ") is false %}"
         "{%- set thought = '' %}{%- endif %}",
         "{%- if loop.index0 > ns.last_query and (loop.last or thought) %}",
-        "{%- set content = " + json.dumps(start) + " + thought + " + json.dumps(end) + " + answer.lstrip('\\n') %}",
+        "{%- set content = " + _block(template, "thought") + " + answer.lstrip('\\n') %}",
         "{%- else %}{%- set content = answer %}{%- endif %}",
     ]
 
@@ -101,7 +110,7 @@ def _loop(template: Template) -> list[str]:
 def _footer(template: Template) -> list[str]:
     lines = []
     if template.thought_words:
-        block = json.dumps(template.thought_words[0] + template.thought_words[1])
+        block = _block(template, "''")
         head = slot_expr(template.assistant.split(CONTENT)[0])
         thinking = "false" if template.enable_thinking is False else "true"
         lines.append("{%- if add_generation_prompt and (enable_thinking if enable_thinking is defined else "

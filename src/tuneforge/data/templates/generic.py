@@ -13,9 +13,10 @@ register_template(
     "default",
     system="System: {{content}}{{eos}}\n",
     user="Human: {{content}}{{eos}}\nAssistant:",
-    assistant=" {{content}}{{eos}}\n",
-    doc="LLaMA-Factory's fallback: 'Human:' / 'Assistant:' lines, each turn closed by EOS.",
-    example='System: SYS</s>\nHuman: Hi</s>\nAssistant: Hello</s>\n',
+    assistant="{{content}}{{eos}}\n",
+    doc="LLaMA-Factory's fallback: 'Human:' / 'Assistant:' lines, each turn closed by EOS (no model defines it, so "
+        "LLaMA-Factory's text is the reference: no space after 'Assistant:').",
+    example='System: SYS</s>\nHuman: Hi</s>\nAssistant:Hello</s>\n',
 )
 
 register_template(

@@ -1,6 +1,36 @@
 """Llama family: llama2 (Llama-2-chat; ``codellama`` is an alias) and llama3 (Llama 3.1 / 3.2 / 3.3 Instruct)."""
 
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from ..messages import Message
+from .base import Specials, Template
 from .registry import register_alias, register_template
+from .tools import dumps, parse_tools
+
+
+@dataclass(frozen=True)
+class Llama3Template(Template):
+    """Llama 3.1+ tool use as its chat_template renders it (``tool_format: llama3``): "Environment: ipython" opens
+    the system header, the tool schemas open the first user message, and tool results are JSON-quoted strings
+    (the template ``tojson``s them). Example first user turn: ``"Given the following functions, ...\n\n{schema}
+    \n\nHow warm is Paris?"``. Without tools it is the plain slot template."""
+
+    def _first_prompt(self, message: Message, system: str | None, tools: str | None, specials: Specials) -> str:
+        schemas = parse_tools(tools)
+        if self.tool_format != "llama3" or not schemas:
+            return super()._first_prompt(message, system, tools, specials)
+        plain = replace(self, system=self.system.replace("<|end_header_id|>\n\n", "<|end_header_id|>\n\n"
+                                                                                    "Environment: ipython\n", 1))
+        content = self.tool_formatter().tools(schemas) + self._user_content(message).strip()
+        return Template._first_prompt(plain, {**message, "content": content}, system, None, specials)
+
+    def _user_content(self, message: Message) -> str:
+        if message["role"] == "observation" and self.tool_format == "llama3":
+            return dumps(message["content"])
+        return message["content"]
+
 
 register_template(
     "llama2",
@@ -17,6 +47,7 @@ register_alias("codellama", "llama2")  # CodeLlama-Instruct uses the Llama 2 cha
 
 register_template(
     "llama3",
+    template_class=Llama3Template,
     prefix="{{bos}}",
     # Llama 3.1+ always opens with this system header, even without a system prompt
     system="<|start_header_id|>system<|end_header_id|>\n\nCutting Knowledge Date: December 2023\n"

@@ -38,8 +38,11 @@ def split_thought(content: str, close: str = "</think>", open_: str = "<think>")
     return Thought(parts[0].split(open_)[-1].strip("\n"), parts[-1].lstrip("\n"))
 
 
-def think_block(words: tuple[str, str], thought: str = "") -> str:
-    """``words = ("<think>\\n", "\\n</think>\\n\\n")`` and thought "x" give ``"<think>\\nx\\n</think>\\n\\n"``."""
+def think_block(words: tuple[str, str], thought: str = "", empty: str | None = None) -> str:
+    """``words = ("<think>\\n", "\\n</think>\\n\\n")`` and thought "x" give ``"<think>\\nx\\n</think>\\n\\n"``;
+    an empty thought gives ``empty`` when set (GLM-4.7 writes just ``"</think>"``)."""
+    if not thought and empty is not None:
+        return empty
     return words[0] + thought + words[1]
 
 
@@ -52,7 +55,7 @@ def last_query_index(roles: list[str]) -> int:
 
 
 def reasoned_reply(words: tuple[str, str], content: str, *, is_last: bool, after_query: bool,
-                   enable_thinking: bool | None) -> tuple[str, str]:
+                   enable_thinking: bool | None, empty: str | None = None) -> tuple[str, str]:
     """``(prompt_part, response_part)`` of one assistant reply of a reasoning template.
 
     ``prompt_part`` is an empty think block moved into the prompt (not trained), or "".
@@ -64,7 +67,7 @@ def reasoned_reply(words: tuple[str, str], content: str, *, is_last: bool, after
     thought = None if enable_thinking is False else parts.thought
     if not after_query or not (is_last or thought):
         return "", parts.answer
-    block, answer = think_block(words, thought or ""), parts.answer.lstrip("\n")  # Qwen3 lstrips after a block
+    block, answer = think_block(words, thought or "", empty), parts.answer.lstrip("\n")  # Qwen3 lstrips after a block
     # an explicit (even empty) block in the data is kept as a trained part unless thinking is off
     if thought or enable_thinking is True or (enable_thinking is None and parts.thought is not None):
         return "", block + answer

@@ -43,11 +43,11 @@ class _Templates(Mapping[str, Template]):
 TEMPLATES: Mapping[str, Template] = _Templates()  # e.g. ``TEMPLATES.get("glm4").efficient_eos``
 
 
-def register_template(name: str, **fields: Any) -> Template:
-    """Register ``Template(name, **fields)``; a name can be registered once (TemplateError otherwise)."""
+def register_template(name: str, template_class: type[Template] = Template, **fields: Any) -> Template:
+    """Register ``template_class(name, **fields)``; a name can be registered once (TemplateError otherwise)."""
     if name in _TEMPLATES:
         raise TemplateError(f"template {name!r} is already registered")
-    template = Template(name=name, **fields)
+    template = template_class(name=name, **fields)
     _TEMPLATES[name] = template
     return template
 
@@ -62,11 +62,20 @@ def register_alias(alias: str, target: str) -> Template:
 
 
 def _load_families() -> None:
+    """Import the family modules (each template gets its module's name as ``family`` unless it set one), then the
+    data tables of table.py, which may build on them."""
     global _loaded
     if not _loaded:
         _loaded = True
         for family in FAMILIES:
+            before = set(_TEMPLATES)
             importlib.import_module(f"{__package__}.{family}")
+            for name in set(_TEMPLATES) - before:
+                if not _TEMPLATES[name].family:
+                    _TEMPLATES[name] = dataclasses.replace(_TEMPLATES[name], family=family)
+        from .table import register_table
+
+        register_table()
 
 
 def template_names() -> list[str]:
@@ -84,6 +93,11 @@ def get_template(name: str, tokenizer: Any, *, default_system: str | None = None
     """
     _load_families()
     if name not in _TEMPLATES:
+        from .table import multimodal_hint
+
+        hint = multimodal_hint(name)
+        if hint:
+            raise TemplateError(hint)
         raise TemplateError(f"unknown template {name!r}.{did_you_mean(name, _TEMPLATES)} "
                             f"Known: {', '.join(sorted(_TEMPLATES))}.")
     changes: dict[str, Any] = {"enable_thinking": enable_thinking}
