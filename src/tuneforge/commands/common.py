@@ -23,6 +23,8 @@ def setup_logging(level: str) -> None:
     """Log lines go to stderr (stdout carries only answers and results)."""
     logging.basicConfig(level=getattr(logging, level, logging.INFO), stream=sys.stderr,
                         format="[tuneforge] %(levelname)s %(message)s")
+    # huggingface_hub has its own stderr handler and also propagates to ours: every hub warning came out twice
+    logging.getLogger("huggingface_hub").propagate = False
 
 
 def report_config_error(err: ConfigError) -> int:

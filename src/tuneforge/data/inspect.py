@@ -6,6 +6,7 @@ Both run the real pipeline (registry → formats → validation → template →
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +25,8 @@ if TYPE_CHECKING:
 UNLIMITED = 1_000_000
 PERCENTILES = (50, 90, 95, 99, 99.9)
 
+
+logger = logging.getLogger(__name__)
 
 def prepare(cfg: Config) -> tuple[Any, Any]:
     """The tokenizer and chat template the config asks for."""
@@ -55,7 +58,9 @@ def processed_rows(cfg: Config, tokenizer: Tokenizer, template: Template, *, lim
         raise DataError("the config names no training dataset: set dataset (names from dataset_info.json, or "
                         "data files)")
     stats = ProcessStats(stage=run_cfg.finetuning.stage)
-    return process(splits.train, run_cfg, tokenizer, template, stats=stats), stats
+    rows = process(splits.train, run_cfg, tokenizer, template, stats=stats)
+    logger.info(stats.summary())
+    return rows, stats
 
 
 def row_lengths(dataset: Any) -> np.ndarray:

@@ -100,12 +100,14 @@ def process(dataset: Dataset, cfg: Config, tokenizer: Tokenizer, template: Templ
                          batch_size=cfg.data.preprocessing_batch_size,
                          num_proc=map_workers(cfg.data.preprocessing_num_workers, len(dataset)),
                          remove_columns=dataset.column_names, desc=f"Tokenizing ({label})")
+    reported = stats is not None  # a caller that passes stats reports them itself: log them once, there
     stats = stats if stats is not None else ProcessStats(stage=label)
     kept = _drop_and_count(mapped, stats)
     if ctx.packing:
         kept = pack_stream(kept, ctx.cutoff_len) if key == "pretrain" else pack_examples(kept, ctx.cutoff_len)
         stats.packed_rows = len(kept)
-    logger.info(stats.summary())
+    if not reported:
+        logger.info(stats.summary())
     return kept
 
 
