@@ -72,7 +72,7 @@ def _gpu_index() -> dict[str, str]:
     """Every accepted spelling (key, alias, full name) → the table key."""
     index = {}
     for key, gpu in table()["gpus"].items():
-        for spelling in (key, *gpu.get("aliases", []), gpu["name"]):
+        for spelling in (key, *map(str, gpu.get("aliases", [])), gpu["name"]):
             index[_norm(spelling)] = key
     return index
 

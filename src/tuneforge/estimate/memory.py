@@ -133,7 +133,7 @@ def _phases(arch: Arch, plan: Plan, st: _Static, pb: ParamBytes) -> dict[str, di
             "reference_model": st.reference_model, "reward_model": st.reward_model, "buffers": st.comm_buffers}
     saved, work = act.layer_saved(arch, plan, n), act.layer_backward_extra(arch, plan, n)
     ckpt = act.checkpoint_bytes(arch, plan, n)
-    stored = {"on": arch.layers * ckpt, "off": arch.layers * saved, "offload": 2 * ckpt}[plan.gc]
+    stored = arch.layers * (saved if plan.gc == "off" else ckpt)
     recompute = 0.0 if plan.gc == "off" else saved
     g_first = _first_grads(arch, plan, st.gradients, pb)
     one_layer = saved if plan.gc == "off" else ckpt

@@ -50,7 +50,7 @@ class Plan:
     cutoff: int = 2048
     packing: bool = False
     padding_free: bool = False
-    gc: str = "on"  # on | off | offload
+    gc: str = "on"  # on | off
     attn: str = "sdpa"  # sdpa | eager | flash
     liger: bool = False
     compile: bool = False
@@ -85,7 +85,7 @@ class Plan:
             freeze_extra=tuple(ft.freeze_extra_modules or ()),
             micro_batch=tr.per_device_train_batch_size, grad_accum=tr.gradient_accumulation_steps,
             cutoff=d.cutoff_len, packing=bool(d.packing), padding_free=_padding_free(cfg),
-            gc=_gc(m), attn=_attn(m.flash_attn), liger=m.enable_liger_kernel, compile=bool(tr.torch_compile),
+            gc="off" if m.disable_gradient_checkpointing else "on", attn=_attn(m.flash_attn), liger=m.enable_liger_kernel, compile=bool(tr.torch_compile),
             optim=str(getattr(tr.optim, "value", tr.optim)), zero_stage=int(zero_opt.get("stage", 0) or 0),
             offload_optimizer=_offloaded(zero_opt, "offload_optimizer"),
             offload_param=_offloaded(zero_opt, "offload_param"), fsdp=_fsdp(tr.fsdp), world=max(1, world),
@@ -156,12 +156,6 @@ def _padding_free(cfg: Any) -> bool:
     return not m.trust_remote_code
 
 
-def _gc(m: Any) -> str:
-    if m.disable_gradient_checkpointing:
-        return "off"
-    return "offload" if m.use_unsloth_gc else "on"
-
-
 def _attn(flash_attn: str) -> str:
     return {"disabled": "eager", "fa2": "flash", "fa3": "flash"}.get(flash_attn, "sdpa")
 
@@ -194,8 +188,6 @@ def overlay(before: Plan, after: Plan) -> dict[str, Any]:
             continue
         if f.name == "gc":
             out["disable_gradient_checkpointing"] = new == "off"
-            if new == "offload" or old == "offload":
-                out["use_unsloth_gc"] = new == "offload"
         elif f.name in CONFIG_KEYS:
             out[CONFIG_KEYS[f.name]] = new
     return out

@@ -1,0 +1,83 @@
+"""``tuneforge estimate CONFIG [overrides] [--gpu NAME | --gpu-memory 24GiB] [--gpus N] [--json] [--fit]``.
+
+Peak GPU memory per device by component, tokens/s and wall time, and with ``--fit`` the fastest config predicted
+to fit, as a YAML overlay (``--write FILE`` saves it, plus a DeepSpeed JSON when it picks ZeRO). No model is
+loaded: the shape comes from the model's config.json (see ``docs/estimate.md``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from ..config.report import render_diagnostics
+from .common import resolve_or_exit
+
+
+def _bad(message: str) -> int:
+    sys.stderr.write(f"error: {message}\n")
+    return 2
+
+
+def _hardware(args: argparse.Namespace):
+    from ..estimate.hardware import choose
+
+    gpus = None
+    if args.gpus is not None:
+        if not str(args.gpus).isdigit():
+            raise ValueError(f"--gpus must be a whole number of GPUs (got {args.gpus!r})")
+        gpus = int(args.gpus)
+    return choose(args.gpu, args.gpu_memory, gpus)
+
+
+def _write_overlay(path: str, fit) -> None:
+    from ..estimate.fit import deepspeed_config
+
+    import yaml
+
+    out = Path(path)
+    out.write_text(yaml.safe_dump(dict(fit.overlay), sort_keys=False), encoding="utf-8")
+    ds_name = fit.overlay.get("deepspeed")
+    if ds_name:
+        (out.parent / ds_name).write_text(json.dumps(deepspeed_config(fit.plan), indent=2) + "\n", encoding="utf-8")
+
+
+def _run(args: argparse.Namespace) -> int:
+    from ..estimate import ArchError, estimate_config, read_lengths
+    from ..estimate.fit import fit as fit_plan
+    from ..estimate.hardware import HardwareError
+    from ..estimate.report import render_fit, render_text, to_json
+
+    res = resolve_or_exit(args)
+    if isinstance(res, int):
+        return res
+    try:
+        hw = _hardware(args)
+        lengths, rows = read_lengths(args.lengths) if args.lengths else (None, None)
+        est = estimate_config(res.config, hw, lengths, rows)
+    except (HardwareError, ArchError, ValueError) as err:
+        return _bad(str(err))
+    fit, budget = None, None
+    if args.fit:
+        if hw is None:
+            return _bad("--fit needs the memory to fit: --gpu NAME (or a profile such as 1x24gb) or --gpu-memory "
+                        "24GiB; no GPU was detected here")
+        budget = hw.memory_gib
+        fit = fit_plan(est.arch, est.plan, budget)
+        if fit is not None and args.write:
+            _write_overlay(args.write, fit)
+    if args.json:
+        print(json.dumps(to_json(est, fit, budget), indent=2))
+    else:
+        if res.diagnostics:
+            render_diagnostics([d for d in res.diagnostics if d.level != "notice"], sys.stderr, False)
+        print(render_text(est))
+        if args.fit:
+            print("\n" + render_fit(fit, budget))
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    return _run(args)
