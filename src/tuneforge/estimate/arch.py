@@ -147,19 +147,25 @@ def _cached_config(name: str, cache_dir: str | None) -> Path | None:
     return None
 
 
+def _short(name: str) -> str:
+    """``/models/Qwen2.5-7B-Instruct`` and ``Qwen/Qwen2.5-7B`` → ``qwen2.5-7b``: the model name, variant dropped."""
+    return _VARIANT.sub("", name.rstrip("/").rsplit("/", 1)[-1]).lower()
+
+
 def known_shape(name: str) -> dict[str, Any] | None:
-    """The published shape of hub id ``name`` or of its base model (``-Instruct``/``-Chat`` dropped)."""
+    """The published shape of ``name`` or of its base model (``-Instruct``/``-Chat`` dropped); a path is matched
+    by its last component, so the seed's ``/models/Qwen2.5-7B-Instruct`` finds Qwen2.5-7B."""
     shapes = _shapes()
-    for key in (name, _VARIANT.sub("", name)):
-        if key in shapes:
-            return shapes[key]
-    return None
+    if name in shapes:
+        return shapes[name]
+    wanted = _short(name)
+    return next((shape for key, shape in shapes.items() if _short(key) == wanted), None)
 
 
 def load_arch(name: str, cache_dir: str | None = None) -> Arch:
     """The shape of ``model_name_or_path``: a folder, a cached hub id or a published shape; else ArchError."""
     path = Path(name).expanduser()
-    if path.is_dir():
+    if path.is_dir() or (path / "config.json").is_file():
         cfg_file = path / "config.json"
         if not cfg_file.is_file():
             raise ArchError(f"{name} has no config.json: give the folder of a transformers model")
