@@ -7,15 +7,16 @@ What autograd keeps for backward in one layer (no checkpointing), HF kernels und
 * each RMSNorm: its fp32 input copy (4NH; with an fp32 stream, the stream itself), the normalised value when its
   weight trains (s or c bytes), and its output in c bytes, which the projections keep as their input (cNH);
 * attention: RoPE'd q (cNQ), k and v (2cNK, or 2cNQ when SDPA needs repeat_kv for a padding mask), the kernel's
-  output (cNQ), o_proj's input (another cNQ unless the output is already [N, Q]-contiguous: varlen/flash), and
-  the fp32 log-sum-exp (4N x heads). Eager attention adds the fp32 softmax and its cast: (4 + c) x B x heads x T^2;
+  output, which o_proj keeps as its input (cNQ: the kernels write it token-major, so the reshape is a view), and
+  the fp32 log-sum-exp (4N x heads). A padding mask adds its additive bias (c x B x T^2); eager attention adds
+  the fp32 softmax and its cast: (4 + c) x B x heads x T^2;
 * SwiGLU MLP: gate, SiLU(gate), up and their product, each cNI (Liger's fused SwiGLU recomputes SiLU: 3cNI);
 * LoRA: each adapter keeps its A output (cNr); dropout > 0 adds its output and mask per module (c + 1 bytes
   x N x in), DoRA two [N, out] tensors per module.
 
 With checkpointing a layer keeps only its input (sNH) and recomputes the rest in backward, one layer at a time.
 The flash/SDPA kernels never store the T x T score matrix: activation memory is linear in cutoff_len, not
-quadratic (only eager attention has the T^2 term).
+quadratic (only eager attention and the padding-mask bias of padded SDPA batches have a T^2 term).
 """
 
 from __future__ import annotations
@@ -28,16 +29,17 @@ from .plan import Plan
 def _norm_saved(plan: Plan, n: float, h: int, trainable: bool) -> float:
     c, s = plan.compute_bytes, plan.stream_bytes
     if plan.liger and not plan.compile:
-        return s * n * h + c * n * h  # Liger RMSNorm keeps its input and 1/rms; output kept by the projections
-    return 4 * n * h + (s if s == 4 else c) * n * h * trainable + c * n * h
+        return s * n * h + c * n * h + 4 * n  # Liger RMSNorm keeps its input and 1/rms; output kept by the projections
+    return 4 * n * h + (s if s == 4 else c) * n * h * trainable + c * n * h + 4 * n  # + fp32 1/rms per token
 
 
 def _attention_saved(arch: Arch, plan: Plan, n: float) -> float:
     c, q, k = plan.compute_bytes, arch.q_dim, arch.kv_dim
     masked_sdpa = plan.attn == "sdpa" and not plan.padding_free
     kv = 2 * c * n * (q if masked_sdpa else k)
-    out = c * n * q * (1 if plan.padding_free or plan.attn == "flash" else 2)
-    total = c * n * q + kv + out + 4 * n * arch.heads
+    total = c * n * q + kv + c * n * q + 4 * n * arch.heads
+    if masked_sdpa:  # the padding mask becomes an additive [B, 1, T, T] bias in the compute dtype, kept per layer
+        total += c * n * plan.row_tokens()
     if arch.model_type.startswith("qwen3"):
         total += 4 * n * (q + k)  # q_norm / k_norm keep their fp32 inputs
     if plan.attn == "eager":
