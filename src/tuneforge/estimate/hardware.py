@@ -64,7 +64,7 @@ def parse_memory(text: str) -> float:
                             "24GB (10^9 bytes), 24000MB or 80G (GiB)")
     gib = float(match.group(1)) * _UNITS[unit] / GIB
     if gib <= 0:
-        raise HardwareError(f"memory size {text!r} must be above zero")
+        raise HardwareError(f"memory size {text!r} must be above zero, e.g. 24GiB")
     return gib
 
 
