@@ -75,7 +75,7 @@ NEEDS = {"quantization_bit": "bitsandbytes", "enable_liger_kernel": "liger_kerne
 
 def write_config(name: str, model: Path, data_dir: Path, work: Path) -> Path:
     """The YAML of run ``name`` (the ZeRO-3 run also gets its DeepSpeed JSON)."""
-    shape, keys = RUNS[name]
+    keys = RUNS[name][1]
     cfg = {**COMMON, **keys, "model_name_or_path": str(model), "dataset_dir": str(data_dir),
            "output_dir": str(work / "out" / name)}
     if cfg.get("deepspeed") == "ZERO3":

@@ -53,7 +53,7 @@ OPTIONS: dict[str, dict[str, tuple[bool, str]]] = {
     "preview": {"--json": (False, "print one JSON object per example"),
                 "--n": (True, "number of examples (default 3)")},
     "export": {"--force": (False, "replace a non-empty export_dir")},
-    "estimate": {"--json": (False, "print one JSON object"), "--gpu": (True, "GPU name or profile (1x24gb, 2x48gb...)"),
+    "estimate": {"--json": (False, "print one JSON object"), "--gpu": (True, "GPU name or profile (1x24gb...)"),
                  "--gpu-memory": (True, "memory per GPU, e.g. 24GiB"), "--gpus": (True, "number of GPUs"),
                  "--fit": (False, "find the fastest config predicted to fit"),
                  "--write": (True, "with --fit: save the YAML overlay here"),

@@ -23,7 +23,8 @@ def config(tmp_path: Path) -> Path:
     path = tmp_path / "cfg.yaml"
     path.write_text(yaml.safe_dump({"model_name_or_path": str(model), "stage": "sft", "do_train": True,
                                     "finetuning_type": "full", "bf16": True, "dataset": "identity",
-                                    "dataset_dir": str(REPO / "data"), "output_dir": str(tmp_path / "out"), "cutoff_len": 2048,
+                                    "dataset_dir": str(REPO / "data"), "output_dir": str(tmp_path / "out"),
+                                    "cutoff_len": 2048,
                                     "per_device_train_batch_size": 8, "max_steps": 100}))
     return path
 

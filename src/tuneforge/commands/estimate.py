@@ -33,9 +33,9 @@ def _hardware(args: argparse.Namespace):
 
 
 def _write_overlay(path: str, fit) -> None:
-    from ..estimate.fit import deepspeed_config
-
     import yaml
+
+    from ..estimate.fit import deepspeed_config
 
     out = Path(path)
     out.write_text(yaml.safe_dump(dict(fit.overlay), sort_keys=False), encoding="utf-8")

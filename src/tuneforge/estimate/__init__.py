@@ -20,7 +20,7 @@ from .memory import MemoryEstimate, estimate_memory
 from .plan import Lengths, Plan
 from .time import TimeEstimate, estimate_time, num_steps
 
-__all__ = ["ArchError", "Estimate", "estimate_config", "read_lengths", "plan_of"]
+__all__ = ["ArchError", "Estimate", "estimate_config", "plan_of", "read_lengths"]
 
 
 @dataclass(frozen=True)

@@ -85,7 +85,8 @@ class Plan:
             freeze_extra=tuple(ft.freeze_extra_modules or ()),
             micro_batch=tr.per_device_train_batch_size, grad_accum=tr.gradient_accumulation_steps,
             cutoff=d.cutoff_len, packing=bool(d.packing), padding_free=_padding_free(cfg),
-            gc="off" if m.disable_gradient_checkpointing else "on", attn=_attn(m.flash_attn), liger=m.enable_liger_kernel, compile=bool(tr.torch_compile),
+            gc="off" if m.disable_gradient_checkpointing else "on", attn=_attn(m.flash_attn),
+            liger=m.enable_liger_kernel, compile=bool(tr.torch_compile),
             optim=str(getattr(tr.optim, "value", tr.optim)), zero_stage=int(zero_opt.get("stage", 0) or 0),
             offload_optimizer=_offloaded(zero_opt, "offload_optimizer"),
             offload_param=_offloaded(zero_opt, "offload_param"), fsdp=_fsdp(tr.fsdp), world=max(1, world),
@@ -138,7 +139,7 @@ class Plan:
         """Dtype of the residual stream: fp32 when the embedding weight is fp32 (full/AMP, QLoRA's upcast)."""
         if self.compute_bytes == 4 or self.quant_bit:
             return 4
-        embed_trained = self.method == "full" or "embed_tokens" in self.freeze_extra and self.method == "freeze"
+        embed_trained = self.method == "full" or ("embed_tokens" in self.freeze_extra and self.method == "freeze")
         return 4 if embed_trained and self.trainable_bytes == 4 else self.compute_bytes
 
 

@@ -50,7 +50,8 @@ def to_json(est: Estimate, fit: FitResult | None = None, budget_gib: float | Non
     }
     if budget_gib is not None:
         out["fit"] = None if fit is None else {
-            "overlay": fit.overlay, "reasons": fit.reasons, "peak_allocated_gib": _round(fit.memory.peak_allocated_gib),
+            "overlay": fit.overlay, "reasons": fit.reasons,
+            "peak_allocated_gib": _round(fit.memory.peak_allocated_gib),
             "peak_reserved_gib": _round(fit.memory.peak_reserved_gib),
             "device_total_gib": _round(fit.memory.device_total_gib), "budget_gib": _round(budget_gib)}
     return out

@@ -35,7 +35,7 @@ class TimeEstimate:
 
 def s_bar(plan: Plan) -> float:
     """Attention's effective sequence length E[s²]/E[s]: cutoff_len for full rows, smaller with known lengths."""
-    if plan.lengths is None or plan.packing and not plan.padding_free:
+    if plan.lengths is None or (plan.packing and not plan.padding_free):
         return float(plan.cutoff)
     return min(float(plan.cutoff), (plan.lengths.mean + plan.lengths.p99) / 2)
 
