@@ -91,8 +91,9 @@ def verdict(est: Estimate) -> str:
 def one_line(est: Estimate) -> str:
     """The summary ``tuneforge check`` prints."""
     m = est.memory
+    where = verdict(est) if est.hardware is not None else "no GPU detected here"
     return (f"memory estimate: {m.peak_allocated_gib:.1f} GiB allocated, {m.peak_reserved_gib:.1f} GiB reserved "
-            f"+ {m.cuda_context / 2**30:.1f} GiB CUDA context per device; {verdict(est)}")
+            f"+ {m.cuda_context / 2**30:.1f} GiB CUDA context per device; {where}")
 
 
 def render_text(est: Estimate) -> str:

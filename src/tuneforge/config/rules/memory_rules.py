@@ -36,7 +36,8 @@ def memory_estimate(ctx: Ctx) -> Iterator[Finding]:
 
     est = _estimate(ctx)
     if est is not None:
-        yield "ignore_memory_estimate", one_line(est) + " (details: tuneforge estimate CONFIG)"
+        yield "ignore_memory_estimate", one_line(est) + " (by component, for any card: tuneforge estimate CONFIG " \
+                                                        "--gpu NAME)"
 
 
 @rule("warning")
