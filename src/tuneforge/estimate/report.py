@@ -126,5 +126,8 @@ def render_fit(fit: FitResult | None, budget_gib: float) -> str:
     lines = [head, "# YAML overlay (apply with `tuneforge train cfg.yaml overlay keys...` or merge into the file)"]
     for key, value in fit.overlay.items():
         shown = "null" if value is None else str(value).lower() if isinstance(value, bool) else value
-        lines.append(f"{key}: {shown}  # {fit.reasons.get(key, '')}".rstrip(" #"))
+        why = fit.reasons.get(key, "")
+        if key == "deepspeed" and value:
+            why += f"; --write FILE also writes {value} next to FILE"
+        lines.append(f"{key}: {shown}  # {why}".rstrip(" #"))
     return "\n".join(lines)
