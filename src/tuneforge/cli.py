@@ -57,7 +57,8 @@ OPTIONS: dict[str, dict[str, tuple[bool, str]]] = {
                  "--gpu-memory": (True, "memory per GPU, e.g. 24GiB"), "--gpus": (True, "number of GPUs"),
                  "--fit": (False, "find the fastest config predicted to fit"),
                  "--write": (True, "with --fit: save the YAML overlay here"),
-                 "--lengths": (True, "`tuneforge lengths CONFIG --json` output: real row lengths")},
+                 "--lengths": (True, "`tuneforge lengths CONFIG --json` output: real row lengths"),
+                 "--data": (False, "measure the real row lengths (loads the tokenizer and the data: slower)")},
 }
 
 

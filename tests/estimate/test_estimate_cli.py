@@ -117,3 +117,20 @@ def test_train_command_refuses_before_loading(config, monkeypatch, capsys):
     monkeypatch.setattr(guard, "free_memory_gib", lambda: [6.0])
     assert main(["train", str(config)]) == 2
     assert "ignore_memory_estimate" in capsys.readouterr().err
+
+
+def test_data_flag_measures_real_lengths(tmp_path, capsys):
+    from shared_models import require_shared
+
+    qwen = require_shared("Qwen2.5-0.5B-Instruct")
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump({"model_name_or_path": str(qwen), "do_train": True, "dataset": "identity",
+                                    "dataset_dir": str(REPO / "data"), "template": "qwen", "cutoff_len": 2048,
+                                    "per_device_train_batch_size": 4, "output_dir": str(tmp_path / "out")}))
+    assert main(["estimate", str(path), "--gpu", "h100", "--json"]) == 0
+    worst = json.loads(capsys.readouterr().out)
+    assert main(["estimate", str(path), "--gpu", "h100", "--json", "--data"]) == 0
+    real = json.loads(capsys.readouterr().out)
+    assert worst["tokens_per_micro_batch"] == 4 * 2048
+    assert real["tokens_per_micro_batch"] < 2048  # identity rows are a few dozen tokens
+    assert real["time"]["steps"] is not None and real["peak_allocated_gib"] < worst["peak_allocated_gib"]

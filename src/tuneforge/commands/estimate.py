@@ -1,5 +1,8 @@
 """``tuneforge estimate CONFIG [overrides] [--gpu NAME | --gpu-memory 24GiB] [--gpus N] [--json] [--fit]``.
 
+Row lengths: the worst case (every row ``cutoff_len`` tokens) unless ``--data`` measures the processed rows or
+``--lengths FILE`` reads ``tuneforge lengths --json`` output.
+
 Peak GPU memory per device by component, tokens/s and wall time, and with ``--fit`` the fastest config predicted
 to fit, as a YAML overlay (``--write FILE`` saves it, plus a DeepSpeed JSON when it picks ZeRO). No model is
 loaded: the shape comes from the model's config.json (see ``docs/estimate.md``).
@@ -13,7 +16,7 @@ import sys
 from pathlib import Path
 
 from ..config.report import render_diagnostics
-from .common import resolve_or_exit
+from .common import resolve_or_exit, run_guarded
 
 
 def _bad(message: str) -> int:
@@ -32,6 +35,25 @@ def _hardware(args: argparse.Namespace):
     return choose(args.gpu, args.gpu_memory, gpus)
 
 
+def _lengths(args: argparse.Namespace, cfg):
+    """(Lengths, rows) from --lengths FILE, or measured on the processed data with --data; else (None, None)."""
+    from ..estimate import read_lengths
+    from ..estimate.plan import Lengths
+
+    if args.lengths:
+        return read_lengths(args.lengths)
+    if not args.data:
+        return None, None
+    import numpy as np
+
+    from ..data.inspect import prepare, processed_rows, row_lengths
+
+    tokenizer, template = prepare(cfg)
+    rows, _ = processed_rows(cfg, tokenizer, template)
+    lengths = np.minimum(row_lengths(rows), cfg.data.cutoff_len)
+    return Lengths(float(lengths.mean()), float(np.percentile(lengths, 99, method="higher"))), len(lengths)
+
+
 def _write_overlay(path: str, fit) -> None:
     import yaml
 
@@ -45,7 +67,7 @@ def _write_overlay(path: str, fit) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from ..estimate import ArchError, estimate_config, read_lengths
+    from ..estimate import ArchError, estimate_config
     from ..estimate.fit import fit as fit_plan
     from ..estimate.hardware import HardwareError
     from ..estimate.report import render_fit, render_text, to_json
@@ -55,7 +77,7 @@ def _run(args: argparse.Namespace) -> int:
         return res
     try:
         hw = _hardware(args)
-        lengths, rows = read_lengths(args.lengths) if args.lengths else (None, None)
+        lengths, rows = _lengths(args, res.config)
         est = estimate_config(res.config, hw, lengths, rows)
     except (HardwareError, ArchError, ValueError) as err:
         return _bad(str(err))
@@ -80,4 +102,4 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    return _run(args)
+    return run_guarded(_run, args)

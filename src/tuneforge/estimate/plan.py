@@ -24,7 +24,8 @@ class Lengths:
 
     def batch_tokens(self, rows: int, cutoff: int) -> float:
         """Real tokens of a large micro-batch of ``rows`` rows: mean per row plus a p99 tail of one row."""
-        return min(rows * cutoff, rows * self.mean + (min(self.p99, cutoff) - self.mean))
+        mean = min(self.mean, cutoff)
+        return min(rows * cutoff, rows * mean + (min(self.p99, cutoff) - mean))
 
 
 @dataclass(frozen=True)

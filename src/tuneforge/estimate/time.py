@@ -89,8 +89,7 @@ def num_steps(plan: Plan, max_steps: int, epochs: float, rows: int | None) -> in
     if rows is None:
         return None
     per_step = plan.micro_batch * plan.grad_accum * plan.world
-    return max(1, math.ceil(rows / per_step) * math.ceil(epochs)) if epochs >= 1 else math.ceil(
-        rows * epochs / per_step)
+    return max(1, math.ceil(epochs * math.ceil(rows / per_step)))
 
 
 def estimate_time(arch: Arch, plan: Plan, hw: Hardware | None, steps: int | None) -> TimeEstimate:
