@@ -38,32 +38,32 @@ import bench_models as bm  # noqa: E402
 CACHE = Path(os.environ.get("BENCH_CACHE", "/tmp/tf_bench_cache"))
 STEPS = 3  # step 2 is the first with optimizer states; step 3 confirms the peak
 # name: (shape, config keys on top of COMMON). Fixed rows of ~2,200 tokens are cut at every cutoff used here.
-RUNS: dict[str, tuple[str, dict]] = {
+RUNS: dict[str, tuple[str, dict]] = {  # ordered so that a time budget cut keeps every kind of run
     "05b_lora_gc_1024x8": ("0.5b", {"cutoff_len": 1024, "per_device_train_batch_size": 8}),
-    "05b_lora_nogc_512x4": ("0.5b", {"cutoff_len": 512, "per_device_train_batch_size": 4,
-                                     "disable_gradient_checkpointing": True}),
-    "05b_lora_padded_1024x4": ("0.5b", {"cutoff_len": 1024, "per_device_train_batch_size": 4,
-                                        "padding_free": False}),
-    "05b_full_liger_2048x2": ("0.5b", {"finetuning_type": "full", "cutoff_len": 2048,
-                                       "per_device_train_batch_size": 2, "enable_liger_kernel": True}),
+    "15b_full_1024x4": ("1.5b", {"finetuning_type": "full", "cutoff_len": 1024, "per_device_train_batch_size": 4}),
+    "7b_lora_liger_2048x4": ("7b", {"cutoff_len": 2048, "per_device_train_batch_size": 4,
+                                    "enable_liger_kernel": True}),
     "05b_freeze_2048x4": ("0.5b", {"finetuning_type": "freeze", "cutoff_len": 2048,
                                    "per_device_train_batch_size": 4}),
+    "15b_dpo_lora_1024x2": ("1.5b", {"stage": "dpo", "dataset": "bench_dpo", "cutoff_len": 1024,
+                                     "per_device_train_batch_size": 2, "learning_rate": 5e-6}),
+    "15b_qlora_2048x2": ("1.5b", {"quantization_bit": 4, "cutoff_len": 2048, "per_device_train_batch_size": 2}),
+    "15b_full_zero3_1024x2": ("1.5b", {"finetuning_type": "full", "cutoff_len": 1024,
+                                       "per_device_train_batch_size": 2, "deepspeed": "ZERO3"}),
+    "05b_lora_nogc_512x4": ("0.5b", {"cutoff_len": 512, "per_device_train_batch_size": 4,
+                                     "disable_gradient_checkpointing": True}),
+    "05b_full_liger_2048x2": ("0.5b", {"finetuning_type": "full", "cutoff_len": 2048,
+                                       "per_device_train_batch_size": 2, "enable_liger_kernel": True}),
     "15b_lora_r8_4096x1": ("1.5b", {"lora_rank": 8, "cutoff_len": 4096, "per_device_train_batch_size": 1}),
-    "15b_full_1024x4": ("1.5b", {"finetuning_type": "full", "cutoff_len": 1024, "per_device_train_batch_size": 4}),
+    "7b_lora_nogc_1024x1": ("7b", {"cutoff_len": 1024, "per_device_train_batch_size": 1,
+                                   "disable_gradient_checkpointing": True}),
     "15b_full_nogc_liger_512x2": ("1.5b", {"finetuning_type": "full", "cutoff_len": 512,
                                            "per_device_train_batch_size": 2, "enable_liger_kernel": True,
                                            "disable_gradient_checkpointing": True}),
-    "15b_qlora_2048x2": ("1.5b", {"quantization_bit": 4, "cutoff_len": 2048, "per_device_train_batch_size": 2}),
-    "15b_dpo_lora_1024x2": ("1.5b", {"stage": "dpo", "dataset": "bench_dpo", "cutoff_len": 1024,
-                                     "per_device_train_batch_size": 2, "learning_rate": 5e-6}),
-    "15b_full_zero3_1024x2": ("1.5b", {"finetuning_type": "full", "cutoff_len": 1024,
-                                       "per_device_train_batch_size": 2, "deepspeed": "ZERO3"}),
-    "7b_lora_liger_2048x4": ("7b", {"cutoff_len": 2048, "per_device_train_batch_size": 4,
-                                    "enable_liger_kernel": True}),
-    "7b_lora_4096x1": ("7b", {"cutoff_len": 4096, "per_device_train_batch_size": 1}),
-    "7b_lora_nogc_1024x1": ("7b", {"cutoff_len": 1024, "per_device_train_batch_size": 1,
-                                   "disable_gradient_checkpointing": True}),
     "7b_qlora_1024x8": ("7b", {"quantization_bit": 4, "cutoff_len": 1024, "per_device_train_batch_size": 8}),
+    "05b_lora_padded_1024x4": ("0.5b", {"cutoff_len": 1024, "per_device_train_batch_size": 4,
+                                        "padding_free": False}),
+    "7b_lora_4096x1": ("7b", {"cutoff_len": 4096, "per_device_train_batch_size": 1}),
 }
 COMMON = {"stage": "sft", "do_train": True, "finetuning_type": "lora", "lora_rank": 16, "lora_target": "all",
           "template": "qwen", "dataset": "bench_fixed", "bf16": True, "flash_attn": "sdpa", "learning_rate": 1e-4,
@@ -127,10 +127,13 @@ def child(config: Path, cpu: bool) -> None:
                                   "loss": metrics.get("train_loss")}), flush=True)
 
 
-def _child_env() -> dict[str, str]:
-    """World-size-1 rendezvous for DeepSpeed, and the allocator setting tuneforge's launcher uses."""
-    env = dict(os.environ, RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1",
-               MASTER_PORT=str(29500 + os.getpid() % 1000), PYTORCH_CUDA_ALLOC_CONF="expandable_segments:True")
+def _child_env(distributed: bool) -> dict[str, str]:
+    """The allocator setting tuneforge's launcher uses, plus a world-size-1 rendezvous for DeepSpeed runs only
+    (elsewhere it would start a process group, which is not what a one-GPU `tuneforge train` does)."""
+    env = dict(os.environ, PYTORCH_CUDA_ALLOC_CONF="expandable_segments:True")
+    if distributed:
+        env |= {"RANK": "0", "LOCAL_RANK": "0", "WORLD_SIZE": "1", "MASTER_ADDR": "127.0.0.1",
+                "MASTER_PORT": str(29500 + os.getpid() % 1000)}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [env.get("PYTHONPATH"), str(REPO / "src")]))
     return env
 
@@ -138,7 +141,8 @@ def _child_env() -> dict[str, str]:
 def measure(config: Path, cpu: bool, timeout: float) -> dict:
     cmd = [sys.executable, __file__, "--child", str(config)] + (["--cpu-smoke"] if cpu else [])
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=_child_env())
+        distributed = "deepspeed" in yaml.safe_load(config.read_text())
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=_child_env(distributed))
     except subprocess.TimeoutExpired:
         return {"error": f"timed out after {timeout:.0f} s"}
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
