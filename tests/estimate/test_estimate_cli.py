@@ -134,3 +134,8 @@ def test_data_flag_measures_real_lengths(tmp_path, capsys):
     assert worst["tokens_per_micro_batch"] == 4 * 2048
     assert real["tokens_per_micro_batch"] < 2048  # identity rows are a few dozen tokens
     assert real["time"]["steps"] is not None and real["peak_allocated_gib"] < worst["peak_allocated_gib"]
+
+
+def test_unknown_lora_target_is_noted(config, capsys):
+    assert main(["estimate", str(config), "finetuning_type=lora", "lora_target=c_attn,q_proj", "--gpu", "h100"]) == 0
+    assert "note: lora_target c_attn: not a projection" in capsys.readouterr().out

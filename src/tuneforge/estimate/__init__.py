@@ -30,6 +30,7 @@ class Estimate:
     memory: MemoryEstimate
     time: TimeEstimate
     hardware: Hardware | None
+    notes: tuple[str, ...] = ()
 
     @property
     def fits(self) -> bool | None:
@@ -71,10 +72,30 @@ def _world(cfg: Any, hw: Hardware | None) -> int:
     return hw.gpus if hw is not None else 1
 
 
+_FAMILIES = ("llama", "qwen2", "qwen3", "mistral", "yi")
+
+
+def notes_for(arch: Arch, plan: Plan) -> tuple[str, ...]:
+    """What the numbers do not cover for this config (shown under the estimate)."""
+    out = []
+    known = set(arch.linears())
+    unknown = [t for t in plan.lora_target if t != "all" and t not in known] if plan.method == "lora" else []
+    if unknown:
+        out.append(f"lora_target {', '.join(unknown)}: not a projection of this layer ({', '.join(sorted(known))}); "
+                   "counted as no adapter")
+    if arch.model_type and not arch.model_type.startswith(_FAMILIES):
+        out.append(f"model type {arch.model_type}: the activation formula is the Llama/Qwen2 layer's; "
+                   "expect a rougher estimate")
+    if arch.experts:
+        out.append("mixture of experts: the routed experts' activations assume an even load")
+    return tuple(out)
+
+
 def estimate_config(cfg: Any, hw: Hardware | None = None, lengths: Lengths | None = None,
                     rows: int | None = None) -> Estimate:
     """The estimate of a resolved config on ``hw`` (raises ArchError when the model's shape is unknown)."""
     arch = load_arch(cfg.model.model_name_or_path or "", cfg.model.cache_dir)
     plan = plan_of(cfg, _world(cfg, hw), lengths)
     steps = num_steps(plan, cfg.training.max_steps, cfg.training.num_train_epochs, rows)
-    return Estimate(arch, plan, estimate_memory(arch, plan), estimate_time(arch, plan, hw, steps), hw)
+    return Estimate(arch, plan, estimate_memory(arch, plan), estimate_time(arch, plan, hw, steps), hw,
+                    notes_for(arch, plan))

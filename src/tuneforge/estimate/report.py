@@ -43,7 +43,7 @@ def to_json(est: Estimate, fit: FitResult | None = None, budget_gib: float | Non
         "tokens_per_micro_batch": mem.tokens_per_micro_batch, "world_size": est.plan.world,
         "hardware": None if hw is None else {"name": hw.name, "memory_gib": hw.memory_gib, "gpus": hw.gpus,
                                              "source": hw.source},
-        "fits": est.fits,
+        "fits": est.fits, "notes": list(est.notes),
         "time": {"flops_per_token": t.flops_per_token, "tokens_per_step": t.tokens_per_step, "steps": t.steps,
                  "tokens_per_s": [round(x) for x in t.tokens_per_s],
                  "wall_s": None if t.wall_s is None else [round(x) for x in t.wall_s], "basis": t.basis},
@@ -112,6 +112,7 @@ def render_text(est: Estimate) -> str:
     else:
         lines.append("  steps unknown: set max_steps, or pass --lengths FILE from `tuneforge lengths CONFIG --json`")
     lines.append(f"  ({t.basis})")
+    lines += [f"note: {note}" for note in est.notes]
     return "\n".join(lines)
 
 
