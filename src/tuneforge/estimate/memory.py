@@ -2,6 +2,7 @@
 
 The step is followed phase by phase and the largest total is the peak (``torch.cuda.max_memory_allocated``):
 
+* ``forward_end``: the loss's forward, while autocast still caches bf16 copies of fp32 trained weights;
 * ``loss``: the start of backward — every layer's stored activations, the final norm and the loss chunk;
 * ``last_layer`` / ``first_layer``: the backward of the last and of the first layer (recomputed when
   checkpointing), with the gradients that exist by then (all of them by the first layer);
@@ -126,26 +127,40 @@ def _first_grads(arch: Arch, plan: Plan, grads: float, pb: ParamBytes) -> float:
     return grads * (head + (1 - head) / arch.layers)
 
 
+def _autocast_copies(plan: Plan, pb: ParamBytes) -> float:
+    """Bytes of the bf16 copies autocast makes of fp32 trained weights (mixed precision without DeepSpeed/FSDP).
+
+    autocast caches them for the whole forward; the projections keep them for backward, so without
+    checkpointing they live until each layer's backward, and a recomputed layer makes its own again.
+    """
+    amp = plan.compute_bytes == 2 and plan.trainable_bytes == 4 and not plan.fsdp
+    return plan.compute_bytes * pb.trainable if amp else 0.0
+
+
 def _phases(arch: Arch, plan: Plan, st: _Static, pb: ParamBytes) -> dict[str, dict[str, float]]:
     """Every phase's components (bytes); the largest total is the peak."""
     n = plan.tokens_per_micro_batch()
     base = {"weights": st.weights, "trainable_weights": st.trainable_weights, "optimizer": st.optimizer,
             "reference_model": st.reference_model, "reward_model": st.reward_model, "buffers": st.comm_buffers}
-    saved, work = act.layer_saved(arch, plan, n), act.layer_backward_extra(arch, plan, n)
-    ckpt = act.checkpoint_bytes(arch, plan, n)
+    copies = _autocast_copies(plan, pb)
+    saved = act.layer_saved(arch, plan, n) + copies / arch.layers
+    work, ckpt = act.layer_backward_extra(arch, plan, n), act.checkpoint_bytes(arch, plan, n)
     stored = arch.layers * (saved if plan.gc == "off" else ckpt)
     recompute = 0.0 if plan.gc == "off" else saved
     g_first = _first_grads(arch, plan, st.gradients, pb)
     one_layer = saved if plan.gc == "off" else ckpt
+    carried = st.gradients if plan.grad_accum > 1 else 0.0
+    loss = act.loss_bytes(arch, plan, n)
     phases = {
+        "forward_end": {**base, "gradients": carried, "logits": loss if plan.liger else loss * 10 / 12,
+                        "activations": stored + act.final_saved(arch, plan, n) + copies * (plan.gc != "off")},
         "loss": {**base, "gradients": g_first, "activations": stored + act.final_saved(arch, plan, n),
-                 "logits": act.loss_bytes(arch, plan, n)},
+                 "logits": loss},
         "last_layer": {**base, "gradients": g_first, "activations": stored + recompute + work, "logits": 0.0},
         "first_layer": {**base, "gradients": st.gradients,
                         "activations": min(stored, one_layer) + recompute + work, "logits": 0.0},
     }
     if plan.stage in ("dpo", "kto", "ppo"):
-        carried = st.gradients if plan.grad_accum > 1 else 0.0
         chunk = min(1024.0, n)
         phases["reference"] = {**base, "gradients": carried, "activations": saved,
                                "logits": 2 * 4 * chunk * arch.vocab}

@@ -24,7 +24,8 @@ _WHAT = {
     "activations": "activations kept for backward (checkpoints, one layer's recompute and backward)",
     "logits": "loss over the vocabulary (chunked or fused), or ppo's KV cache",
 }
-_PHASES = {"loss": "the loss at the start of backward", "last_layer": "the backward of the last layer",
+_PHASES = {"forward_end": "the end of the forward pass",
+           "loss": "the loss at the start of backward", "last_layer": "the backward of the last layer",
            "first_layer": "the backward of the first layer", "reference": "the reference model's forward",
            "rollout": "ppo's generation"}
 
