@@ -19,6 +19,7 @@ EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("train", "train a model as the config says (stages pt, sft, rm, dpo, kto, ppo)"),
     "check": ("check", "resolve a config, show every value's source and all errors, warnings and notices"),
+    "estimate": ("estimate", "predict peak GPU memory per device, tokens/s and time; --fit finds a config that fits"),
     "lengths": ("lengths", "token-length percentiles and histogram of the processed training data"),
     "preview": ("preview", "the first processed examples with the trained tokens highlighted"),
     "chat": ("chat", "chat in the terminal with the model and adapters of a config (piped stdin: one line each)"),
@@ -53,6 +54,12 @@ OPTIONS: dict[str, dict[str, tuple[bool, str]]] = {
     "preview": {"--json": (False, "print one JSON object per example"),
                 "--n": (True, "number of examples (default 3)")},
     "export": {"--force": (False, "replace a non-empty export_dir")},
+    "estimate": {"--json": (False, "print one JSON object"), "--gpu": (True, "GPU name or profile (1x24gb...)"),
+                 "--gpu-memory": (True, "memory per GPU, e.g. 24GiB"), "--gpus": (True, "number of GPUs"),
+                 "--fit": (False, "find the fastest config predicted to fit"),
+                 "--write": (True, "with --fit: save the YAML overlay here"),
+                 "--lengths": (True, "`tuneforge lengths CONFIG --json` output: real row lengths"),
+                 "--data": (False, "measure the real row lengths (loads the tokenizer and the data: slower)")},
 }
 
 

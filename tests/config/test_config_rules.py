@@ -57,7 +57,20 @@ def _llama3_tokenizer_dir(tmp_path: Path) -> str:
     return str(tmp_path)
 
 
+def _shaped_model(tmp_path: Path) -> str:
+    shape = {"model_type": "qwen2", "hidden_size": 896, "intermediate_size": 4864, "num_hidden_layers": 24,
+             "num_attention_heads": 14, "num_key_value_heads": 2, "vocab_size": 151936, "tie_word_embeddings": True}
+    (tmp_path / "config.json").write_text(json.dumps(shape))
+    return str(tmp_path)
+
+
 CASES = {
+    # memory estimate (tuneforge estimate)
+    "memory_estimate": (lambda p: {"model_name_or_path": _shaped_model(p), "do_train": True}, "notice",
+                        "ignore_memory_estimate", ["GiB allocated", "tuneforge estimate"]),
+    "memory_fits": (lambda p: {"model_name_or_path": _shaped_model(p), "do_train": True, "finetuning_type": "full",
+                               "__gpu_memory__": 4.0}, "warning", "per_device_train_batch_size",
+                    ["4.0 GiB", "--fit", "ignore_memory_estimate"]),
     # stage errors
     "stage_exclusive_options": ({"stage": "dpo", "mask_history": True}, "error", "mask_history", ["stage: sft"]),
     "packing_stage": ({"stage": "rm", "packing": True}, "error", "packing", ["pt or sft"]),
@@ -198,6 +211,11 @@ def _diagnose(case, tmp_path, monkeypatch):
         from tuneforge.config.rules import training_rules
 
         monkeypatch.setattr(training_rules, "bf16_support", lambda: None)  # the rule's input: no accelerator
+    if (gib := config.pop("__gpu_memory__", None)) is not None:
+        from tuneforge.config.rules import memory_rules
+        from tuneforge.estimate.hardware import Hardware
+
+        monkeypatch.setattr(memory_rules, "_hardware", lambda: Hardware("test card", gib))  # the rule's input
     return resolve({**BASE, **config}, environ=env)
 
 

@@ -29,8 +29,12 @@ def _run(args: argparse.Namespace) -> int:
         sys.stderr.write("error: do_train, do_eval and do_predict are all false: nothing to do "
                          "(set do_train: true)\n")
         return 2
+    from ..estimate.guard import memory_refusal
     from ..launcher import relaunch, should_relaunch
 
+    if refusal := memory_refusal(cfg, should_relaunch(cfg.env), args.config):
+        sys.stderr.write(f"error: {refusal}\n")
+        return 2
     if should_relaunch(cfg.env):
         return relaunch(cfg.env, ["train", *([args.config] if args.config else []), *args.overrides])
     setup_logging(cfg.env.TUNEFORGE_VERBOSITY)

@@ -39,6 +39,9 @@ class ModelArgs:
     enable_liger_kernel: bool = opt(False, "Use Liger's fused Triton kernels (GPU only).")
     moe_aux_loss_coef: float | None = opt(None, "Coefficient of the MoE router auxiliary loss.", ge=0)
     disable_gradient_checkpointing: bool = opt(False, "Turn off gradient checkpointing (it is on by default).")
+    ignore_memory_estimate: bool = opt(
+        False, "tuneforge: train even when `tuneforge estimate` predicts more memory than the GPU has free."
+    )
     use_reentrant_gc: bool = opt(True, "Use reentrant activation checkpointing.")
     upcast_layernorm: bool = opt(False, "Keep the normalisation weights in fp32.")
     upcast_lmhead_output: bool = opt(False, "Compute the lm_head output in fp32.")

@@ -91,6 +91,7 @@ def run_rules(res: Resolution) -> list[Diagnostic]:
     from . import (  # noqa: F401
         data_rules,
         inactive,
+        memory_rules,
         method_rules,
         path_rules,
         preference_rules,
