@@ -18,12 +18,12 @@ from tuneforge.train.core.checkpoints import (
     latest_complete_checkpoint,
     manifest_changes,
     mark_complete,
-    prepare_output_dir,
     resolve_resume,
     run_manifest,
     stop_on_signals,
     verify_resume,
 )
+from tuneforge.train.core.lifecycle import prepare_output_dir
 from tuneforge.train.core.trainer import build_trainer, run_training
 
 
