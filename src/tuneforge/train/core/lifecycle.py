@@ -32,6 +32,7 @@ import logging
 import os
 import platform
 import shutil
+import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from fnmatch import fnmatch
@@ -60,6 +61,7 @@ logger = logging.getLogger(__name__)
 LOCK_FILE = ".tuneforge.lock"
 OWN_FILES = frozenset({RUN_FILE, CONFIG_FILE, LOCK_FILE, f".{RUN_FILE}.tmp"})
 _NO_SPACE = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
+_NO_SPACE_TEXT = ("No space left on device", "StorageFull", "Disk quota exceeded")
 _LOW_SPACE = 64 * 2**20  # below this, a failed write (torch reports ENOSPC as a bare RuntimeError) is a full disk
 
 
@@ -222,8 +224,9 @@ def _size(n: float) -> str:
 
 def unwritable(folder: Path, err: OSError) -> OutputDirError:
     """The error for an ``output_dir`` that cannot be created or written."""
-    return OutputDirError(f"output_dir {folder} cannot be written ({err.strerror or err}; {free_space(folder)}): "
-                          "choose a folder you can write to")
+    reason = "it is a file" if folder.exists() and not folder.is_dir() else (err.strerror or str(err))
+    return OutputDirError(f"output_dir {folder} cannot be written ({reason}; {free_space(folder)}): choose a folder "
+                          "you can write to")
 
 
 def _chain(err: BaseException) -> Iterator[BaseException]:
@@ -235,16 +238,17 @@ def _chain(err: BaseException) -> Iterator[BaseException]:
 
 
 def storage_error(err: BaseException, out: Path) -> OutputWriteError | None:
-    """An :class:`OutputWriteError` when ``err`` means the disk is full (ENOSPC/EDQUOT anywhere in its chain, or a
-    failed write while almost no space is left), else None."""
-    failed = next((e for e in _chain(err) if isinstance(e, OSError) and e.errno in _NO_SPACE), None)
-    if failed is None:
-        if not isinstance(err, (OSError, RuntimeError)) or not _low_space(out):
-            return None
-        failed = err
+    """An :class:`OutputWriteError` when ``err`` means the disk is full, else None: ENOSPC/EDQUOT anywhere in its
+    chain, a message saying so (safetensors: "StorageFull"), or any failure while almost no space is left (torch
+    reports a full disk as a bare RuntimeError)."""
+    chain = list(_chain(err))
+    failed = next((e for e in chain if isinstance(e, OSError) and e.errno in _NO_SPACE), None)
+    said = failed is not None or any(text in str(e) for e in chain for text in _NO_SPACE_TEXT)
+    if not said and not (isinstance(err, Exception) and _low_space(out)):
+        return None
     path = getattr(failed, "filename", None) or out
     latest = latest_complete_checkpoint(out)
-    resume = (f"; then resume_from_checkpoint: true continues from {latest.name}" if latest else "")
+    resume = f"; then resume_from_checkpoint: true continues from {latest.name}" if latest else ""
     return OutputWriteError(f"no space left on device writing {path} ({free_space(path)}): free some space or set "
                             f"output_dir on another disk{resume}")
 
@@ -254,6 +258,24 @@ def _low_space(out: Path) -> bool:
         return shutil.disk_usage(out).free < _LOW_SPACE
     except OSError:
         return False
+
+
+def check_output_dir(output_dir: str | os.PathLike) -> None:
+    """Fail fast, before data and model load: ``output_dir`` must be a folder this process can create and write,
+    not in use by another live run. (transformers creates it anyway when the trainer is built.)
+
+    Raises:
+        OutputDirError: naming the folder, the reason and the free space, e.g. ``output_dir /proc/out cannot be
+            written (No such file or directory; 0 B free): choose a folder you can write to``.
+    """
+    folder = Path(output_dir).expanduser()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as err:
+        raise unwritable(folder, err) from err
+    OutputLock(folder).check()
 
 
 # ---- the lock -------------------------------------------------------------------------------------------------------
@@ -321,18 +343,32 @@ class OutputLock:
         owner = self._read()
         if not owner:
             return  # released meanwhile: try again
-        pid, host = owner.get("pid"), owner.get("host")
-        if isinstance(pid, int) and host == platform.node() and not _alive(pid):
-            logger.warning("taking over the stale lock %s: its run (pid %d, started %s) is gone", self.path, pid,
-                           owner.get("started"))
-            self.path.unlink(missing_ok=True)
-            return
-        where = f"pid {pid} on this host" if host == platform.node() else f"pid {pid} on host {host}"
-        raise OutputDirError(
+        if self.is_live(owner):
+            raise self.busy(owner)
+        logger.warning("taking over the stale lock %s: its run (pid %s, started %s) is gone", self.path,
+                       owner.get("pid"), owner.get("started"))
+        self.path.unlink(missing_ok=True)
+
+    @staticmethod
+    def is_live(owner: Mapping[str, Any]) -> bool:
+        """Whether the lock's run may still be running (a run on another host is assumed to be)."""
+        pid = owner.get("pid")
+        return not (isinstance(pid, int) and owner.get("host") == platform.node() and not _alive(pid))
+
+    def busy(self, owner: Mapping[str, Any]) -> OutputDirError:
+        host = owner.get("host")
+        where = f"pid {owner.get('pid')} on " + ("this host" if host == platform.node() else f"host {host}")
+        return OutputDirError(
             f"output_dir {self.path.parent} is in use by another tuneforge run ({where}, started "
             f"{owner.get('started')}). Wait for it to end or choose another output_dir; if no run uses it, delete "
             f"{self.path}."
         )
+
+    def check(self) -> None:
+        """Raise the :class:`OutputDirError` of :meth:`acquire` when a live run holds the lock (nothing taken)."""
+        owner = self._read()
+        if owner and self.is_live(owner):
+            raise self.busy(owner)
 
     def release(self) -> None:
         """Remove the lock if this process holds it."""
@@ -429,12 +465,23 @@ class RunLifecycle:
             yield
         except BaseException as err:
             failure = storage_error(err, self.out)
+            if failure is not None and self.main:
+                self._drop_unfinished_save()
             self._record_failure(failure or err, global_step())
             if failure is not None:
                 raise failure from err
             raise
         finally:
             self.lock.release()
+
+    def _drop_unfinished_save(self) -> None:
+        """On a full disk, remove the checkpoint whose save failed (unmarked, newer than any complete one: it could
+        never be resumed, and a resume would remove it anyway), so the record can still say what happened."""
+        latest = latest_complete_checkpoint(self.out)
+        try:
+            remove_incomplete_after(self.out, checkpoint_step(latest) if latest else 0)
+        except OSError as err:
+            logger.warning("could not remove the unfinished checkpoint: %s", err)
 
     def _record_failure(self, err: BaseException, step: int) -> None:
         try:
