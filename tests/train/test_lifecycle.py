@@ -255,7 +255,8 @@ def test_cli_unwritable_output_dir_and_sigterm_exit_codes(tmp_path, tiny_model_d
     config = tmp_path / "cfg.yaml"
     config.write_text(f"model_name_or_path: {tiny_model_dir}\nstage: sft\ndo_train: true\ndataset: alpaca_demo\n"
                       f"dataset_dir: {DATA_DIR}\ntemplate: chatml\ncutoff_len: 32\nmax_samples: 8\n"
-                      "max_steps: 100000\nlogging_steps: 1\nsave_strategy: 'no'\nuse_cpu: true\nreport_to: none\ndisable_tqdm: true\n")
+                      "max_steps: 100000\nlogging_steps: 1\nsave_strategy: 'no'\nuse_cpu: true\nreport_to: none\n"
+                      "disable_tqdm: true\n")
     command = [sys.executable, "-m", "tuneforge", "train", str(config)]
     done = subprocess.run([*command, f"output_dir={config}"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 2 and "Traceback" not in done.stderr
