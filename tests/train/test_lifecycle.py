@@ -275,3 +275,62 @@ def test_cli_unwritable_output_dir_and_sigterm_exit_codes(tmp_path, tiny_model_d
     saved = checkpoint_dirs(out)
     assert len(saved) == 1 and is_complete(saved[0])
     assert read_record(out)["status"] == "interrupted by SIGTERM" and not (out / LOCK_FILE).exists()
+
+
+def test_cli_sigint_exits_130_after_saving(tmp_path, tiny_model_dir):
+    import signal
+    import threading
+    import time
+
+    from tuneforge.cli import main
+
+    out = tmp_path / "run"
+    config = tmp_path / "cfg.yaml"
+    config.write_text(f"model_name_or_path: {tiny_model_dir}\nstage: sft\ndo_train: true\ndataset: alpaca_demo\n"
+                      f"dataset_dir: {DATA_DIR}\ntemplate: chatml\ncutoff_len: 32\nmax_samples: 8\nmax_steps: 100000\n"
+                      f"logging_steps: 1\nsave_strategy: 'no'\nuse_cpu: true\nreport_to: none\ndisable_tqdm: true\n"
+                      f"output_dir: {out}\n")
+
+    def interrupt_once_training() -> None:
+        deadline = time.time() + 120
+        while not (out / "trainer_log.jsonl").exists() and time.time() < deadline:
+            time.sleep(0.05)
+        os.kill(os.getpid(), signal.SIGINT)  # as Ctrl-C: delivered to the main thread, where training runs
+
+    threading.Thread(target=interrupt_once_training, daemon=True).start()
+    assert main(["train", str(config)]) == 130
+    saved = checkpoint_dirs(out)
+    assert len(saved) == 1 and is_complete(saved[0])
+    assert read_record(out)["status"] == "interrupted by SIGINT"
+
+
+# ---- PPO shares the lifecycle ---------------------------------------------------------------------------------
+
+
+def _ppo(model_dir: Path, out: Path, **keys) -> dict:
+    from tuneforge.config.loader import resolve
+    from tuneforge.train import stage_runner
+
+    config = {"model_name_or_path": str(model_dir), "do_train": True, "stage": "ppo", "finetuning_type": "lora",
+              "reward_model": "http://127.0.0.1:9/unused", "reward_model_type": "api", "dataset": "quickstart_task",
+              "dataset_dir": str(DATA_DIR), "template": "chatml", "cutoff_len": 32, "max_samples": 8,
+              "output_dir": str(out), "per_device_train_batch_size": 2, "max_steps": 3, "max_new_tokens": 2,
+              "save_strategy": "steps", "save_steps": 1, "save_total_limit": 1, "report_to": "none",
+              "disable_tqdm": True, "use_cpu": True, **keys}
+    res = resolve(config, environ={})
+    assert res.errors == [], res.errors
+    return stage_runner("ppo")(res.config, reward=lambda completion_ids, **_: [1.0] * len(completion_ids))
+
+
+def test_ppo_rotates_after_the_marker_records_outputs_and_protects_inputs(tmp_path, tiny_model_dir):
+    out = tmp_path / "run"
+    _ppo(tiny_model_dir, out)
+    assert [p.name for p in checkpoint_dirs(out)] == ["checkpoint-3"] and is_complete(out / "checkpoint-3")
+    record = read_record(out)
+    assert record["status"] == "completed" and record["outputs"] == sorted(_names(out))
+    assert not (out / LOCK_FILE).exists()
+
+    shutil.copytree(tiny_model_dir, out / "ref-model")
+    with pytest.raises(OutputDirError, match="ref-model is an input of this run"):
+        _ppo(tiny_model_dir, out, ref_model=str(out / "ref-model"), overwrite_output_dir=True)
+    assert _names(out) == set(record["outputs"]) | {"ref-model"}
