@@ -23,13 +23,8 @@ from tuneforge.train.core.checkpoints import (
     mark_complete,
     rotate_checkpoints,
 )
-from tuneforge.train.core.lifecycle import (
-    LOCK_FILE,
-    RunLifecycle,
-    check_output_dir,
-    input_paths,
-    prepare_output_dir,
-)
+from tuneforge.train.core.folder import LOCK_FILE, check_output_dir
+from tuneforge.train.core.lifecycle import RunLifecycle, input_paths, prepare_output_dir
 from tuneforge.train.core.records import RUN_FILE, read_record
 from tuneforge.train.core.trainer import build_trainer, run_training
 
@@ -162,7 +157,7 @@ def test_a_stale_lock_is_taken_over(tmp_path, caplog):
     out.mkdir()
     pid = _dead_pid()
     (out / LOCK_FILE).write_text(json.dumps({"pid": pid, "host": os.uname().nodename, "started": "earlier"}))
-    with caplog.at_level(logging.WARNING, logger="tuneforge.train.core.lifecycle"):
+    with caplog.at_level(logging.WARNING, logger="tuneforge.train.core.folder"):
         _train(out)
     assert f"taking over the stale lock {out / LOCK_FILE}: its run (pid {pid}" in caplog.text
     assert read_record(out)["status"] == "completed" and not (out / LOCK_FILE).exists()

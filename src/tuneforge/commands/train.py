@@ -40,7 +40,7 @@ def _run(args: argparse.Namespace) -> int:
         return relaunch(cfg.env, ["train", *([args.config] if args.config else []), *args.overrides])
     setup_logging(cfg.env.TUNEFORGE_VERBOSITY)
     from ..train import stage_runner
-    from ..train.core.lifecycle import check_output_dir
+    from ..train.core.folder import check_output_dir
 
     if cfg.training.do_train and cfg.monitoring.output_dir:
         check_output_dir(cfg.monitoring.output_dir)  # before data and model load

@@ -8,8 +8,8 @@ A run's output folder never loses user data:
   there. After a kill between two record writes, names in ``known_outputs.yaml`` count as the run's own too (only
   in a folder holding a run record).
 * **Inputs.** Clearing is refused when any input path (:func:`input_paths`) lies inside ``output_dir``.
-* **Lock.** ``output_dir/.tuneforge.lock`` (pid, host, start time), created atomically, keeps a second run out;
-  a lock whose process is gone (same host) is taken over with a warning.
+* **Lock.** ``output_dir/.tuneforge.lock`` (pid, host, start time; :mod:`.folder`), created atomically, keeps a
+  second run out; a lock whose process is gone (same host) is taken over with a warning.
 * **Record.** ``running`` → ``completed`` / ``interrupted by SIGTERM`` / ``failed: ...``.
 * **Storage.** An unwritable ``output_dir`` is an :class:`OutputDirError`; running out of space mid-run an
   :class:`OutputWriteError`: one line naming the path and the free space.
@@ -25,14 +25,10 @@ Usage (rank 0 prepares; the other ranks wait at ``barrier``)::
 
 from __future__ import annotations
 
-import errno
 import functools
-import json
 import logging
 import os
-import platform
 import shutil
-import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from fnmatch import fnmatch
@@ -45,7 +41,6 @@ from torch import nn
 from ...config.schema import Config
 from .checkpoints import (
     OutputDirError,
-    OutputWriteError,
     checkpoint_step,
     is_complete,
     latest_complete_checkpoint,
@@ -54,15 +49,12 @@ from .checkpoints import (
     saved_step,
     verify_resume,
 )
-from .records import CONFIG_FILE, RUN_FILE, RunRecord, now_iso, read_record, write_config
+from .folder import LOCK_FILE, OutputLock, storage_error
+from .records import CONFIG_FILE, RUN_FILE, RunRecord, read_record, write_config
 
 logger = logging.getLogger(__name__)
 
-LOCK_FILE = ".tuneforge.lock"
 OWN_FILES = frozenset({RUN_FILE, CONFIG_FILE, LOCK_FILE, f".{RUN_FILE}.tmp"})
-_NO_SPACE = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
-_NO_SPACE_TEXT = ("No space left on device", "StorageFull", "Disk quota exceeded")
-_LOW_SPACE = 64 * 2**20  # below this, a failed write (torch reports ENOSPC as a bare RuntimeError) is a full disk
 
 
 # ---- inputs ------------------------------------------------------------------------------------------------------
@@ -196,185 +188,6 @@ def prepare_output_dir(output_dir: str | os.PathLike, *, overwrite: bool,
     logger.warning("overwrite_output_dir: removing what an earlier run wrote in %s: %s", out, _shown(names))
     for name in names:
         _remove(out / name)
-
-
-# ---- storage errors ------------------------------------------------------------------------------------------------
-
-
-def free_space(path: str | os.PathLike) -> str:
-    """``"1.5 GiB free"`` on the file system of ``path`` (its nearest existing parent), or ``"free space
-    unknown"``."""
-    where = Path(path).expanduser().absolute()
-    while not where.exists() and where != where.parent:
-        where = where.parent
-    try:
-        free = shutil.disk_usage(where).free
-    except OSError:
-        return "free space unknown"
-    return f"{_size(free)} free"
-
-
-def _size(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if n < 1024:
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} TiB"
-
-
-def unwritable(folder: Path, err: OSError) -> OutputDirError:
-    """The error for an ``output_dir`` that cannot be created or written."""
-    reason = "it is a file" if folder.exists() and not folder.is_dir() else (err.strerror or str(err))
-    return OutputDirError(f"output_dir {folder} cannot be written ({reason}; {free_space(folder)}): choose a folder "
-                          "you can write to")
-
-
-def _chain(err: BaseException) -> Iterator[BaseException]:
-    seen: set[int] = set()
-    while err is not None and id(err) not in seen:
-        seen.add(id(err))
-        yield err
-        err = err.__cause__ or err.__context__
-
-
-def storage_error(err: BaseException, out: Path) -> OutputWriteError | None:
-    """An :class:`OutputWriteError` when ``err`` means the disk is full, else None: ENOSPC/EDQUOT anywhere in its
-    chain, a message saying so (safetensors: "StorageFull"), or any failure while almost no space is left (torch
-    reports a full disk as a bare RuntimeError)."""
-    chain = list(_chain(err))
-    failed = next((e for e in chain if isinstance(e, OSError) and e.errno in _NO_SPACE), None)
-    said = failed is not None or any(text in str(e) for e in chain for text in _NO_SPACE_TEXT)
-    if not said and not (isinstance(err, Exception) and _low_space(out)):
-        return None
-    path = getattr(failed, "filename", None) or out
-    latest = latest_complete_checkpoint(out)
-    resume = f"; then resume_from_checkpoint: true continues from {latest.name}" if latest else ""
-    return OutputWriteError(f"no space left on device writing {path} ({free_space(path)}): free some space or set "
-                            f"output_dir on another disk{resume}")
-
-
-def _low_space(out: Path) -> bool:
-    try:
-        return shutil.disk_usage(out).free < _LOW_SPACE
-    except OSError:
-        return False
-
-
-def check_output_dir(output_dir: str | os.PathLike) -> None:
-    """Fail fast, before data and model load: ``output_dir`` must be a folder this process can create and write,
-    not in use by another live run. (transformers creates it anyway when the trainer is built.)
-
-    Raises:
-        OutputDirError: naming the folder, the reason and the free space, e.g. ``output_dir /proc/out cannot be
-            written (No such file or directory; 0 B free): choose a folder you can write to``.
-    """
-    folder = Path(output_dir).expanduser()
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as err:
-        raise unwritable(folder, err) from err
-    OutputLock(folder).check()
-
-
-# ---- the lock -------------------------------------------------------------------------------------------------------
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True  # someone else's process
-    return True
-
-
-class OutputLock:
-    """``output_dir/.tuneforge.lock``: one run at a time in an output folder.
-
-    Example: ``lock = OutputLock(Path("saves/run")); lock.acquire(); ...; lock.release()``.
-    """
-
-    def __init__(self, folder: Path) -> None:
-        self.path = folder / LOCK_FILE
-        self.owner = {"pid": os.getpid(), "host": platform.node(), "started": now_iso()}
-        self.held = False
-
-    def acquire(self) -> None:
-        """Create the folder and the lock atomically.
-
-        Raises:
-            OutputDirError: another live run holds the lock, or the folder cannot be written.
-        """
-        folder = self.path.parent
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            for _ in range(3):
-                if self._create():
-                    return
-                self._take_over_if_stale()
-        except OSError as err:
-            raise unwritable(folder, err) from err
-        raise OutputDirError(f"output_dir {folder}: another run keeps taking {self.path}; retry, or choose another "
-                             "output_dir")
-
-    def _create(self) -> bool:
-        try:
-            fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            return False
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(self.owner, handle)
-        self.held = True
-        return True
-
-    def _read(self) -> dict[str, Any]:
-        try:
-            owner = json.loads(self.path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return {}
-        except (OSError, ValueError):
-            owner = None
-        return owner if isinstance(owner, dict) else {"pid": None}
-
-    def _take_over_if_stale(self) -> None:
-        owner = self._read()
-        if not owner:
-            return  # released meanwhile: try again
-        if self.is_live(owner):
-            raise self.busy(owner)
-        logger.warning("taking over the stale lock %s: its run (pid %s, started %s) is gone", self.path,
-                       owner.get("pid"), owner.get("started"))
-        self.path.unlink(missing_ok=True)
-
-    @staticmethod
-    def is_live(owner: Mapping[str, Any]) -> bool:
-        """Whether the lock's run may still be running (a run on another host is assumed to be)."""
-        pid = owner.get("pid")
-        return not (isinstance(pid, int) and owner.get("host") == platform.node() and not _alive(pid))
-
-    def busy(self, owner: Mapping[str, Any]) -> OutputDirError:
-        host = owner.get("host")
-        where = f"pid {owner.get('pid')} on " + ("this host" if host == platform.node() else f"host {host}")
-        return OutputDirError(
-            f"output_dir {self.path.parent} is in use by another tuneforge run ({where}, started "
-            f"{owner.get('started')}). Wait for it to end or choose another output_dir; if no run uses it, delete "
-            f"{self.path}."
-        )
-
-    def check(self) -> None:
-        """Raise the :class:`OutputDirError` of :meth:`acquire` when a live run holds the lock (nothing taken)."""
-        owner = self._read()
-        if owner and self.is_live(owner):
-            raise self.busy(owner)
-
-    def release(self) -> None:
-        """Remove the lock if this process holds it."""
-        if self.held and self._read().get("pid") == self.owner["pid"]:
-            self.path.unlink(missing_ok=True)
-        self.held = False
 
 
 # ---- the lifecycle -------------------------------------------------------------------------------------------------
