@@ -329,3 +329,17 @@ def test_ppo_rotates_after_the_marker_records_outputs_and_protects_inputs(tmp_pa
     with pytest.raises(OutputDirError, match="ref-model is an input of this run"):
         _ppo(tiny_model_dir, out, ref_model=str(out / "ref-model"), overwrite_output_dir=True)
     assert _names(out) == set(record["outputs"]) | {"ref-model"}
+
+
+@pytest.mark.slow
+def test_cli_full_disk_exits_1_with_one_line(small_disk, tiny_model_dir, tmp_path):
+    config = tmp_path / "cfg.yaml"
+    config.write_text(f"model_name_or_path: {tiny_model_dir}\nstage: sft\ndo_train: true\ndataset: alpaca_demo\n"
+                      f"dataset_dir: {DATA_DIR}\ntemplate: chatml\ncutoff_len: 32\nmax_samples: 8\nmax_steps: 3\n"
+                      f"save_steps: 1\nfinetuning_type: full\nuse_cpu: true\nreport_to: none\ndisable_tqdm: true\n"
+                      f"output_dir: {small_disk / 'run'}\n")
+    done = subprocess.run([sys.executable, "-m", "tuneforge", "train", str(config)], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and errors[0].startswith(f"error: no space left on device writing {small_disk / 'run'}")
