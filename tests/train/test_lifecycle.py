@@ -70,6 +70,18 @@ def test_overwrite_removes_only_what_runs_wrote_and_names_anything_else(tmp_path
     assert read_record(out)["status"] == "completed"
 
 
+def test_a_resumed_run_keeps_ownership_and_never_claims_user_files(tmp_path):
+    out = tmp_path / "run"
+    _train(out, save_strategy="steps", save_steps=1)
+    (out / "notes.txt").write_text("mine, added between the runs")
+    _train(out, resume_from_checkpoint=True, save_strategy="steps", save_steps=1, max_steps=3)
+    record = read_record(out)
+    assert record["status"] == "completed" and record["resumed_from"].endswith("checkpoint-2")
+    assert record["outputs"] == sorted(_names(out) - {"notes.txt"})
+    with pytest.raises(OutputDirError, match=r"not written by a tuneforge run: notes\.txt\. Move"):
+        _train(out, overwrite_output_dir=True)
+
+
 def test_overwrite_after_a_kill_between_record_writes(tmp_path):
     out = tmp_path / "run"
     _train(out)
