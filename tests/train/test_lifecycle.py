@@ -243,6 +243,22 @@ def test_a_full_disk_is_one_clear_error(small_disk):
     assert not (out / LOCK_FILE).exists()
 
 
+def test_storage_error_recognises_a_full_disk_only(tmp_path):
+    import errno
+
+    from tuneforge.train.core.folder import storage_error
+
+    mark_complete(_mkdir(tmp_path / "checkpoint-4"), {})
+    wrapped = RuntimeError("save failed")
+    wrapped.__cause__ = OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "optimizer.pt"))
+    message = str(storage_error(wrapped, tmp_path))
+    assert message.startswith(f"no space left on device writing {tmp_path / 'optimizer.pt'} (")
+    assert message.endswith("then resume_from_checkpoint: true continues from checkpoint-4")
+    assert storage_error(RuntimeError("Error while serializing: StorageFull"), tmp_path) is not None  # safetensors
+    assert storage_error(RuntimeError("CUDA out of memory"), tmp_path) is None  # there is room on this disk
+    assert storage_error(KeyboardInterrupt(), tmp_path) is None
+
+
 def test_an_unwritable_output_dir_is_one_clear_error(tmp_path):
     afile = tmp_path / "afile"
     afile.write_text("")

@@ -72,12 +72,14 @@ def _chain(err: BaseException) -> Iterator[BaseException]:
 
 def storage_error(err: BaseException, out: Path) -> OutputWriteError | None:
     """An :class:`OutputWriteError` when ``err`` means the disk is full, else None: ENOSPC/EDQUOT anywhere in its
-    chain, a message saying so (safetensors: "StorageFull"), or any failure while almost no space is left (torch
-    reports a full disk as a bare RuntimeError)."""
+    chain, a message saying so (safetensors: "StorageFull"), or a failed write while almost no space is left
+    (torch reports a full disk as a bare RuntimeError)."""
     chain = list(_chain(err))
     failed = next((e for e in chain if isinstance(e, OSError) and e.errno in _NO_SPACE), None)
     said = failed is not None or any(text in str(e) for e in chain for text in _NO_SPACE_TEXT)
-    if not said and not (isinstance(err, Exception) and _low_space(out)):
+    # a bare RuntimeError (torch's writer), not a subclass such as our own TrainingError
+    failed_write = type(err) is RuntimeError or isinstance(err, OSError)
+    if not said and not (failed_write and _low_space(out)):
         return None
     path = getattr(failed, "filename", None) or out
     latest = latest_complete_checkpoint(out)
