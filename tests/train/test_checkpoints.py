@@ -18,12 +18,12 @@ from tuneforge.train.core.checkpoints import (
     latest_complete_checkpoint,
     manifest_changes,
     mark_complete,
-    prepare_output_dir,
     resolve_resume,
     run_manifest,
     stop_on_signals,
     verify_resume,
 )
+from tuneforge.train.core.lifecycle import prepare_output_dir
 from tuneforge.train.core.trainer import build_trainer, run_training
 
 
@@ -36,7 +36,7 @@ def _fake_checkpoint(root, step, complete=True, manifest=None):
     return path
 
 
-def test_non_empty_output_dir_is_refused_then_cleared_with_overwrite(tmp_path):
+def test_non_empty_output_dir_is_refused_and_overwrite_keeps_what_no_run_wrote(tmp_path):
     out = tmp_path / "out"
     out.mkdir()
     (out / "adapter_model.safetensors").write_text("earlier results")
@@ -44,13 +44,14 @@ def test_non_empty_output_dir_is_refused_then_cleared_with_overwrite(tmp_path):
     trainer = build_trainer(cfg, build_tiny_model(), None, random_rows(8), None, IdCollator())
     with pytest.raises(OutputDirError, match=r"not empty .*resume_from_checkpoint: true.*overwrite_output_dir"):
         run_training(cfg, trainer, dataset_fingerprints={})
-    assert (out / "adapter_model.safetensors").read_text() == "earlier results"
 
+    # No tuneforge run record says a run wrote it (e.g. a LLaMA-Factory output): overwriting must not delete it.
     cfg = make_cfg(out, max_steps=1, overwrite_output_dir=True)
     trainer = build_trainer(cfg, build_tiny_model(), None, random_rows(8), None, IdCollator())
-    run_training(cfg, trainer, dataset_fingerprints={})
-    assert not (out / "adapter_model.safetensors").exists()
-    assert (out / "model.safetensors").is_file()
+    with pytest.raises(OutputDirError, match=r"not written by a tuneforge run: adapter_model\.safetensors"):
+        run_training(cfg, trainer, dataset_fingerprints={})
+    assert (out / "adapter_model.safetensors").read_text() == "earlier results"
+    assert sorted(p.name for p in out.iterdir()) == ["adapter_model.safetensors"]
 
 
 def test_overwrite_never_clears_a_folder_holding_the_model(tmp_path):

@@ -88,6 +88,7 @@ def test_run_record(finished_run):
     assert record["started"] <= record["ended"]
     assert record["command"] and record["global_step"] == 6
     assert record["git"] is None or len(record["git"]["commit"]) == 40
+    assert record["outputs"] == sorted(p.name for p in out.iterdir())  # what overwrite_output_dir may remove
 
 
 def test_plot_loss_names_and_missing_keys(tmp_path):

@@ -45,15 +45,9 @@ def resolve_or_exit(args: argparse.Namespace) -> Resolution | int:
 
 
 def _user_errors() -> tuple[type[BaseException], ...]:
-    """Exception types that mean bad input, not a bug: exit 2, no traceback.
-
-    Every tuneforge user error derives from :class:`TuneforgeError`; the others listed here are the few that do
-    not (yet): they are mapped in this one place.
-    """
-    from ..data.templates.base import TemplateError
-    from ..train.core.checkpoints import OutputDirError, ResumeError
-
-    return TuneforgeError, TemplateError, OutputDirError, ResumeError
+    """Exception types that mean bad input, not a bug: exit 2, no traceback (every one derives from
+    :class:`TuneforgeError`; a foreign exception that is a user error gets mapped here, in this one place)."""
+    return (TuneforgeError,)
 
 
 def print_user_error(err: BaseException) -> None:

@@ -1,7 +1,8 @@
 """``tuneforge train CONFIG [overrides]``: check the config, then run its stage (pt, sft, rm, dpo, kto, ppo).
 
-Exit codes: 0 done (also when stopped by SIGTERM/Ctrl-C after saving a checkpoint), 2 bad config or data,
-1 the run failed (e.g. too many non-finite steps).
+Exit codes: 0 done; 2 bad config, data or output_dir (not empty, in use, unwritable); 1 the run failed (too many
+non-finite steps, or the disk filled up: one line naming the path and the free space); 143 stopped by SIGTERM and
+130 by SIGINT (Ctrl-C), as shells report them, after the checkpoint of the current step was saved.
 """
 
 from __future__ import annotations
@@ -11,6 +12,10 @@ import sys
 
 from ..config.report import render_diagnostics
 from .common import resolve_or_exit, run_guarded, setup_logging
+
+# A run stopped by a signal (after saving its checkpoint) exits as a shell reports a process killed by it, so
+# schedulers never read it as finished.
+SIGNAL_EXIT = {"SIGINT": 130, "SIGTERM": 143}
 
 
 def _nothing_to_do(cfg) -> bool:
@@ -39,19 +44,27 @@ def _run(args: argparse.Namespace) -> int:
         return relaunch(cfg.env, ["train", *([args.config] if args.config else []), *args.overrides])
     setup_logging(cfg.env.TUNEFORGE_VERBOSITY)
     from ..train import stage_runner
+    from ..train.core.folder import check_output_dir
+
+    if cfg.training.do_train and cfg.monitoring.output_dir:
+        check_output_dir(cfg.monitoring.output_dir)  # before data and model load
+
     from .runner import stage_hooks
 
     metrics = stage_runner(cfg.finetuning.stage)(cfg, **stage_hooks(cfg))
-    if "interrupted_by" in metrics:
-        sys.stderr.write(f"stopped by {metrics['interrupted_by']}; resume with resume_from_checkpoint=true\n")
+    stopped = metrics.get("interrupted_by")
+    if stopped:
+        sys.stderr.write(f"stopped by {stopped}; resume with resume_from_checkpoint=true\n")
+        return SIGNAL_EXIT.get(stopped, 1)
     return 0
 
 
 def run(args: argparse.Namespace) -> int:
     from ..train.core.callbacks import TrainingError
+    from ..train.core.checkpoints import OutputWriteError
 
     try:
         return run_guarded(_run, args)
-    except TrainingError as err:
+    except (TrainingError, OutputWriteError) as err:
         sys.stderr.write(f"error: {err}\n")
         return 1

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from ...errors import TuneforgeError
 from ..messages import ASSISTANT_ROLES, USER_ROLES, Message
 from .reasoning import last_query_index, reasoned_reply, think_block
 from .spans import encode_segments_batch, encode_text
@@ -32,7 +33,7 @@ CONTENT, BOS, EOS, DATE = "{{content}}", "{{bos}}", "{{eos}}", "{{date}}"
 Pair = tuple[list[int], list[int]]
 
 
-class TemplateError(ValueError):
+class TemplateError(TuneforgeError, ValueError):
     """A conversation a template cannot encode, or an unknown / duplicate template; the message says which."""
 
 

@@ -1,4 +1,4 @@
-"""Runs that survive: output_dir protection, complete-only checkpoints, graceful stop, resume without drift.
+"""Runs that survive: complete-only checkpoints, safe rotation, graceful stop, resume without drift.
 
 transformers 5 writes ``checkpoint-N`` in place, so a kill during the save leaves a folder that looks valid. We
 mark completion instead: after HF's save (``on_save``) every file of the folder is fsynced, then
@@ -8,6 +8,10 @@ describes the files next to it.
 
 The manifest records what must not change across a resume (dataset fingerprints, cutoff_len, batch geometry,
 world size, template, LoRA shape, stage, method, data order); :func:`verify_resume` names every change, old → new.
+
+``save_total_limit`` is ours, not transformers': HF rotates before the new checkpoint is marked complete, so a
+crash in that gap could leave no complete checkpoint. :func:`rotate_checkpoints` runs only after the marker.
+(The output folder itself - ownership, lock, run record - is :mod:`tuneforge.train.core.lifecycle`.)
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import shutil
 import signal
 import sys
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,6 +33,7 @@ from typing import Any
 from transformers import TrainerCallback
 
 from ...config.report import plain
+from ...errors import TuneforgeError
 
 logger = logging.getLogger(__name__)
 
@@ -44,11 +49,15 @@ LORA_DRIFT_KEYS = ("lora_rank", "lora_alpha", "lora_target", "additional_target"
 METHOD_DRIFT_KEYS = {"lora": LORA_DRIFT_KEYS, "oft": ("oft_rank", "oft_block_size", "oft_target", "additional_target")}
 
 
-class OutputDirError(ValueError):
-    """output_dir holds files this run would overwrite, or is a folder that must never be cleared."""
+class OutputDirError(TuneforgeError, ValueError):
+    """output_dir holds files this run would overwrite, is in use by another run, or cannot be written."""
 
 
-class ResumeError(ValueError):
+class OutputWriteError(OSError):
+    """Writing the run's outputs failed for lack of space (or the folder became unwritable) during the run."""
+
+
+class ResumeError(TuneforgeError, ValueError):
     """The requested checkpoint cannot be resumed: missing, incomplete, or saved by a different run."""
 
 
@@ -133,6 +142,31 @@ def invalidate(checkpoint: Path) -> None:
     (checkpoint / COMPLETE_MARKER).unlink(missing_ok=True)
 
 
+def saved_step(checkpoint: Path) -> int:
+    """The optimizer step a checkpoint was saved at, from its ``trainer_state.json`` (the one reader of it)."""
+    return int(json.loads((Path(checkpoint) / "trainer_state.json").read_text(encoding="utf-8"))["global_step"])
+
+
+def rotate_checkpoints(output_dir: str | os.PathLike, limit: int | None, best: str | None = None) -> list[Path]:
+    """Delete the oldest complete checkpoints so that ``limit`` remain; call it only after the newest one is marked
+    complete, so at least one complete checkpoint always survives. As transformers: ``best`` (the best
+    checkpoint) is kept next to the newest, so ``limit`` 1 keeps two while they differ. Incomplete folders are
+    left alone. Example: checkpoints 2, 4, 6 complete, ``limit=2`` → checkpoint-2 removed."""
+    complete = [p for p in checkpoint_dirs(output_dir) if is_complete(p)]
+    if not limit or len(complete) <= limit:
+        return []
+    keep = next((p for p in complete[:-1] if best and p.resolve() == Path(best).resolve()), None)
+    if keep is not None:
+        complete.remove(keep)
+        complete.insert(len(complete) - 1, keep)
+        limit = max(limit, 2)
+    removed = complete[:-limit]
+    for path in removed:
+        logger.info("save_total_limit %d: removing %s", limit, path.name)
+        shutil.rmtree(path)
+    return removed
+
+
 def remove_incomplete_after(output_dir: str | os.PathLike, step: int) -> list[Path]:
     """Delete unmarked ``checkpoint-N`` folders with N > ``step``: leftovers of a killed save that the resumed run
     would write into again. Older unmarked folders are left alone (they may not be ours)."""
@@ -143,59 +177,7 @@ def remove_incomplete_after(output_dir: str | os.PathLike, step: int) -> list[Pa
     return removed
 
 
-# ---- output_dir and resume ----------------------------------------------------------------------------------------
-
-
-def _is_inside(path: Path, folder: Path) -> bool:
-    return path == folder or folder in path.parents
-
-
-def _check_clearable(out: Path, protected: Iterable[str | os.PathLike]) -> None:
-    guarded = [Path(p).expanduser().resolve() for p in protected if p] + [Path.home().resolve(), Path.cwd()]
-    for path in guarded:
-        if _is_inside(path, out):
-            raise OutputDirError(
-                f"overwrite_output_dir would delete {path}, which is inside output_dir {out}; "
-                "choose an output_dir that holds only this run's outputs"
-            )
-
-
-def prepare_output_dir(
-    output_dir: str | os.PathLike, *, overwrite: bool, protected: Iterable[str | os.PathLike] = (), clear: bool = True
-) -> None:
-    """Make sure a fresh run does not write over earlier results.
-
-    Args:
-        output_dir: the run's output folder (it may not exist yet).
-        overwrite: ``overwrite_output_dir``; a non-empty folder is then emptied.
-        protected: paths that must survive (model, adapters, dataset folder); clearing a folder that holds one
-            of them, the home folder or the working directory is refused.
-        clear: whether this process deletes (pass False on all ranks but the main one; they still check).
-
-    Raises:
-        OutputDirError: the folder is not empty and ``overwrite`` is off, or clearing it would delete a
-            protected path.
-    """
-    out = Path(output_dir).expanduser().resolve()
-    entries = sorted(p.name for p in out.iterdir()) if out.is_dir() else []
-    if not entries:
-        return
-    if not overwrite:
-        ckpts = [p.name for p in checkpoint_dirs(out)]
-        shown = ", ".join(entries[:5]) + (", ..." if len(entries) > 5 else "")
-        hint = f" (checkpoints: {', '.join(ckpts)})" if ckpts else ""
-        raise OutputDirError(
-            f"output_dir {out} is not empty ({shown}){hint}. Set resume_from_checkpoint: true to continue from its "
-            "latest complete checkpoint, overwrite_output_dir: true to clear it, or choose another output_dir."
-        )
-    _check_clearable(out, protected)
-    if clear:
-        logger.warning("overwrite_output_dir: clearing %s (%d entries)", out, len(entries))
-        for child in out.iterdir():
-            if child.is_dir() and not child.is_symlink():
-                shutil.rmtree(child)
-            else:
-                child.unlink()
+# ---- resume ------------------------------------------------------------------------------------------------------
 
 
 def resolve_resume(resume: bool | str | os.PathLike | None, output_dir: str | os.PathLike) -> Path | None:
@@ -274,9 +256,11 @@ def verify_resume(checkpoint: Path, manifest: Mapping[str, Any]) -> None:
 
 
 class CheckpointCallback(TrainerCallback):
-    """Completion markers on every save, and a graceful stop when :meth:`request_stop` was called.
+    """Completion markers on every save, rotation after them, and a graceful stop when :meth:`request_stop` was
+    called.
 
-    ``manifest`` and ``extra_files`` (name → text written into each checkpoint, e.g. the resolved config) are set
+    ``manifest``, ``extra_files`` (name → text written into each checkpoint, e.g. the resolved config),
+    ``save_total_limit`` and ``on_saved`` (called after each complete save, e.g. to update the run record) are set
     by :func:`tuneforge.train.core.trainer.run_training` before training starts.
     """
 
@@ -284,6 +268,8 @@ class CheckpointCallback(TrainerCallback):
         self.manifest: dict[str, Any] = {}
         self.extra_files: dict[str, str] = {}
         self.stop_signal: str | None = None
+        self.save_total_limit: int | None = None
+        self.on_saved: Callable[[], None] | None = None
 
     def request_stop(self, reason: str) -> None:
         """Save at the end of the current optimizer step and stop (safe to call from a signal handler)."""
@@ -314,6 +300,9 @@ class CheckpointCallback(TrainerCallback):
             dist.barrier()  # every rank's shard and RNG file is on disk before the marker says so
         if args.should_save:
             mark_complete(Path(args.output_dir) / f"checkpoint-{state.global_step}", self.manifest, self.extra_files)
+            rotate_checkpoints(args.output_dir, self.save_total_limit, state.best_model_checkpoint)
+            if self.on_saved is not None:
+                self.on_saved()
 
 
 @contextmanager

@@ -4,7 +4,9 @@
   back through :func:`tuneforge.config.loader.load` to the same values (environment variables and secrets are left
   out: the first are not config keys, the second must not land on disk).
 * ``tuneforge_run.json`` - dataset fingerprints, package versions, the tuneforge git commit when running from a
-  checkout, start/end time, command line, resume point and final status.
+  checkout, start/end time, command line, resume point, final status and ``outputs``: the top-level entries of
+  ``output_dir`` that tuneforge runs wrote (what ``overwrite_output_dir`` may remove; see ``lifecycle.py``).
+  It is rewritten atomically, so a kill never leaves half a record.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import yaml
 from ...config.report import plain
 from ...config.schema import GROUPS, Config, all_specs
 from ...utils.versions import package_versions
+from .checkpoints import write_json_atomic
 
 CONFIG_FILE = "tuneforge_config.yaml"
 RUN_FILE = "tuneforge_run.json"
@@ -101,5 +104,17 @@ class RunRecord:
         }
         path = Path(self.output_dir) / RUN_FILE
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(plain(record), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        write_json_atomic(path, record)
         return path
+
+
+def read_record(output_dir: str | os.PathLike) -> dict[str, Any] | None:
+    """The run record of ``output_dir``, or None when there is none (or it is not a JSON object).
+
+    Example: ``read_record("saves/run")["outputs"]`` → ``["checkpoint-4", "trainer_log.jsonl", ...]``.
+    """
+    try:
+        record = json.loads((Path(output_dir) / RUN_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return record if isinstance(record, dict) else None

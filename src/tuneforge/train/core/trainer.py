@@ -12,12 +12,10 @@ Stage modules call :func:`build_trainer` then :func:`run_training`::
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from torch import Tensor, nn
@@ -33,18 +31,11 @@ from transformers import (
 from ...config.schema import Config
 from ...losses.ce import causal_lm_loss_with_accuracy
 from .callbacks import NonFiniteGuard, RunMeter, TokenProgressBar, TrainerLogWriter
-from .checkpoints import (
-    CheckpointCallback,
-    prepare_output_dir,
-    remove_incomplete_after,
-    resolve_resume,
-    run_manifest,
-    stop_on_signals,
-    verify_resume,
-)
+from .checkpoints import CheckpointCallback, run_manifest, stop_on_signals
+from .lifecycle import RunLifecycle
 from .loss import StageLoss, TokenLoss
 from .plots import plot_keys, plot_loss
-from .records import CONFIG_FILE, RunRecord, config_yaml, write_config
+from .records import CONFIG_FILE, config_yaml
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase as Tokenizer
@@ -289,33 +280,20 @@ def build_trainer(
 # ---- run_training ------------------------------------------------------------------------------------------------
 
 
-def _protected_paths(cfg: Config) -> list[str]:
-    return [p for p in (cfg.model.model_name_or_path, *(cfg.model.adapter_name_or_path or []), cfg.data.dataset_dir)
-            if p]
-
-
-def _resumed_step(checkpoint: Path) -> int:
-    return int(json.loads((checkpoint / "trainer_state.json").read_text(encoding="utf-8"))["global_step"])
-
-
-def _prepare(cfg: Config, trainer: TuneforgeTrainer, fingerprints: Mapping[str, str]) -> Path | None:
-    """Check output_dir or the checkpoint to resume, and arm the checkpoint markers. Returns the checkpoint."""
-    out, main = trainer.args.output_dir, trainer.is_world_process_zero()
-    manifest = run_manifest(cfg, dataset_fingerprints=fingerprints, world_size=trainer.args.world_size)
-    checkpoint = resolve_resume(cfg.training.resume_from_checkpoint, out)
-    if checkpoint is None:
-        prepare_output_dir(out, overwrite=cfg.monitoring.overwrite_output_dir, protected=_protected_paths(cfg),
-                           clear=main)
-    else:
-        verify_resume(checkpoint, manifest)
-        if cfg.monitoring.overwrite_output_dir:
-            logger.warning("overwrite_output_dir is ignored when resuming: %s is kept", out)
-        if main:
-            remove_incomplete_after(out, _resumed_step(checkpoint))
-    trainer.accelerator.wait_for_everyone()
-    trainer.checkpointing.manifest = manifest
-    trainer.checkpointing.extra_files = {CONFIG_FILE: config_yaml(cfg)}
-    return checkpoint
+def _lifecycle(cfg: Config, trainer: TuneforgeTrainer, fingerprints: Mapping[str, str]) -> RunLifecycle:
+    """The run's lifecycle, with the checkpoint markers, rotation and record updates armed on the trainer."""
+    args = trainer.args
+    manifest = run_manifest(cfg, dataset_fingerprints=fingerprints, world_size=args.world_size)
+    life = RunLifecycle(cfg, args.output_dir, manifest=manifest, fingerprints=fingerprints,
+                        world_size=args.world_size, main=trainer.is_world_process_zero(),
+                        barrier=trainer.accelerator.wait_for_everyone)
+    callback = trainer.checkpointing
+    callback.manifest, callback.extra_files = manifest, {CONFIG_FILE: config_yaml(cfg)}
+    # Rotation is ours, after the completion marker: transformers would rotate before it (a crash in between
+    # could leave no complete checkpoint).
+    callback.save_total_limit, args.save_total_limit = args.save_total_limit, None
+    callback.on_saved = life.checkpoint_saved
+    return life
 
 
 def _evaluate(trainer: TuneforgeTrainer) -> dict[str, float]:
@@ -325,7 +303,7 @@ def _evaluate(trainer: TuneforgeTrainer) -> dict[str, float]:
     return metrics
 
 
-def _finish(cfg: Config, trainer: TuneforgeTrainer, metrics: dict[str, Any], record: RunRecord) -> dict[str, Any]:
+def _finish(cfg: Config, trainer: TuneforgeTrainer, metrics: dict[str, Any], life: RunLifecycle) -> dict[str, Any]:
     state, main = trainer.state, trainer.is_world_process_zero()
     stopped = trainer.checkpointing.stop_signal if state.global_step < state.max_steps else None
     if stopped is None:
@@ -337,9 +315,7 @@ def _finish(cfg: Config, trainer: TuneforgeTrainer, metrics: dict[str, Any], rec
     trainer.save_state()
     if main and cfg.monitoring.plot_loss:
         plot_loss(trainer.args.output_dir, plot_keys(cfg.finetuning.stage, state.log_history))
-    if main:
-        record.write(f"interrupted by {stopped}" if stopped else "completed", global_step=state.global_step,
-                     metrics=metrics)
+    life.finish(stopped, global_step=state.global_step, metrics=metrics)
     if stopped:
         logger.warning("stopped by %s at step %d; checkpoint-%d is complete: rerun with resume_from_checkpoint: "
                        "true to continue", stopped, state.global_step, state.global_step)
@@ -350,32 +326,26 @@ def _finish(cfg: Config, trainer: TuneforgeTrainer, metrics: dict[str, Any], rec
 def run_training(cfg: Config, trainer: TuneforgeTrainer, *, dataset_fingerprints: Mapping[str, str]) -> dict:
     """Train (or resume), then save everything a run leaves in ``output_dir``, and return the metrics.
 
-    Order: refuse a non-empty ``output_dir`` (or clear it with ``overwrite_output_dir``) unless resuming; resolve
-    and verify the checkpoint (complete, no drift); write ``tuneforge_config.yaml`` and ``tuneforge_run.json``;
-    train with SIGTERM/SIGINT turned into "save at the end of this optimizer step and stop"; save model +
-    tokenizer, ``train_results.json``/``all_results.json``, evaluate when ``do_eval`` (``eval_results.json``),
-    ``trainer_state.json``, the plots (``plot_loss``) and the final run record.
+    Order (:class:`~tuneforge.train.core.lifecycle.RunLifecycle`): resolve and verify the checkpoint (complete, no
+    drift); unless resuming, refuse a non-empty ``output_dir`` (with ``overwrite_output_dir``, remove only what
+    tuneforge runs wrote there); lock it; write ``tuneforge_config.yaml`` and ``tuneforge_run.json``; train with
+    SIGTERM/SIGINT turned into "save at the end of this optimizer step and stop"; save model + tokenizer,
+    ``train_results.json``/``all_results.json``, evaluate when ``do_eval`` (``eval_results.json``),
+    ``trainer_state.json``, the plots (``plot_loss``) and the final run record; release the lock.
 
     A stopped run saves no final model and skips the final evaluation (its checkpoint holds the state); the
     returned metrics then carry ``interrupted_by`` (``"SIGTERM"``/``"SIGINT"``).
 
     Raises:
-        OutputDirError: ``output_dir`` is not empty and neither resuming nor overwriting.
+        OutputDirError: ``output_dir`` is not empty and neither resuming nor overwriting, holds what overwriting
+            must keep, is in use by another run, or cannot be written.
         ResumeError: no complete checkpoint to resume, or the run drifted from the checkpoint's.
+        OutputWriteError: the disk filled up during the run (the record says "failed").
         TrainingError: too many consecutive non-finite steps (the run record says "failed").
     """
-    checkpoint = _prepare(cfg, trainer, dataset_fingerprints)
-    out, main = Path(trainer.args.output_dir), trainer.is_world_process_zero()
-    record = RunRecord(out, dict(dataset_fingerprints), str(checkpoint) if checkpoint else None,
-                       trainer.args.world_size)
-    if main:
-        write_config(out, cfg)
-        record.write("running")
-    try:
+    life = _lifecycle(cfg, trainer, dataset_fingerprints)
+    checkpoint = life.start()
+    with life.guard(lambda: trainer.state.global_step):
         with stop_on_signals(trainer.checkpointing):
             result = trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
-    except BaseException as err:
-        if main:
-            record.write(f"failed: {type(err).__name__}: {err}", global_step=trainer.state.global_step)
-        raise
-    return _finish(cfg, trainer, dict(result.metrics), record)
+        return _finish(cfg, trainer, dict(result.metrics), life)

@@ -29,7 +29,6 @@ import contextlib
 import json
 import logging
 import math
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -45,19 +44,15 @@ from ..core.callbacks import MAX_NONFINITE_STEPS, TokenProgressBar, TrainerLogWr
 from ..core.checkpoints import (
     CheckpointCallback,
     ResumeError,
-    checkpoint_dirs,
     invalidate,
-    is_complete,
     mark_complete,
-    prepare_output_dir,
-    remove_incomplete_after,
-    resolve_resume,
+    rotate_checkpoints,
     run_manifest,
     stop_on_signals,
-    verify_resume,
 )
+from ..core.lifecycle import RunLifecycle, disable_dropout
 from ..core.plots import plot_keys, plot_loss
-from ..core.records import CONFIG_FILE, RunRecord, config_yaml, write_config
+from ..core.records import CONFIG_FILE, config_yaml
 from ..core.workflow import Prepared, load_frozen_model, prepare
 from .loop import Policy, PPOSettings, PPOState, PromptStream, ReferenceFn, generation_config, ppo_step
 from .rewards import RewardFn, build_reward, on_device
@@ -79,7 +74,8 @@ def run(cfg: Config, *, reward: RewardFn | None = None) -> dict[str, Any]:
 
     Raises:
         ValueError: fp16 (PPO here runs in bf16 or fp32) or several processes (one process only).
-        OutputDirError, ResumeError, TrainingError: as :func:`tuneforge.train.core.trainer.run_training`.
+        OutputDirError, ResumeError, OutputWriteError, TrainingError: as
+            :func:`tuneforge.train.core.trainer.run_training`.
     """
     from ..core.trainer import build_training_args
 
@@ -98,13 +94,6 @@ def _check_supported(args: Any) -> None:
                                                "without torchrun")
 
 
-def _disable_dropout(model: torch.nn.Module) -> None:
-    # PPO's ratio must be exactly 1 on the first pass over fresh rollouts: the same network, no dropout noise.
-    for module in model.modules():
-        if isinstance(module, torch.nn.Dropout):
-            module.p = 0.0
-
-
 def _autocast(args: Any):
     if not args.bf16:
         return contextlib.nullcontext
@@ -113,7 +102,7 @@ def _autocast(args: Any):
 
 def build_policy(cfg: Config, p: Prepared, args: Any) -> Policy:
     model = on_device(p.model, args.device)
-    _disable_dropout(model)
+    disable_dropout(model)
     model.train()
     stop_ids = p.template.stop_token_ids(p.tokenizer)
     pad_id = p.tokenizer.pad_token_id if p.tokenizer.pad_token_id is not None else stop_ids[0]
@@ -188,6 +177,7 @@ class PPORun:
         self.stopper = CheckpointCallback()  # holds the stop request of stop_on_signals
         self.manifest = {**run_manifest(cfg, dataset_fingerprints=p.data.fingerprints, world_size=1),
                          "ppo_buffer_size": cfg.finetuning.ppo_buffer_size}
+        self.life = RunLifecycle(cfg, self.out, manifest=self.manifest, fingerprints=p.data.fingerprints)
         self.pending: list[dict[str, float]] = []  # step statistics since the last log line
         self.session: list[dict[str, float]] = []  # every step of this session (train_results.json)
 
@@ -195,22 +185,16 @@ class PPORun:
 
     def train(self) -> dict[str, Any]:
         """Train (or resume) to the last step, then write the outputs; see the module docstring."""
-        checkpoint = self._prepare_output()
-        record = RunRecord(self.out, dict(self.p.data.fingerprints), str(checkpoint) if checkpoint else None)
-        write_config(self.out, self.cfg)
-        record.write("running")
+        checkpoint = self.life.start()
         start = time.time()
-        try:
+        with self.life.guard(lambda: self.state.global_step):
             if checkpoint is not None:
                 self._resume(checkpoint)
             self._event("on_train_begin")
             with stop_on_signals(self.stopper):
                 self._loop()
             self._event("on_train_end")
-        except BaseException as err:
-            record.write(f"failed: {type(err).__name__}: {err}", global_step=self.state.global_step)
-            raise
-        return self._finish(record, time.time() - start)
+            return self._finish(time.time() - start)
 
     def _loop(self) -> None:
         save_every = self._save_every()
@@ -267,26 +251,6 @@ class PPORun:
 
     # ---- output_dir, checkpoints, resume ------------------------------------------------------------------------
 
-    def _protected(self) -> list[str]:
-        m, ft = self.cfg.model, self.cfg.finetuning
-        paths = [m.model_name_or_path, *(m.adapter_name_or_path or []), self.cfg.data.dataset_dir, ft.ref_model,
-                 *(ft.ref_model_adapters or []), *(ft.reward_model_adapters or [])]
-        if ft.reward_model_type != "api":
-            paths.append(ft.reward_model)
-        return [p for p in paths if p]
-
-    def _prepare_output(self) -> Path | None:
-        checkpoint = resolve_resume(self.cfg.training.resume_from_checkpoint, self.out)
-        if checkpoint is None:
-            prepare_output_dir(self.out, overwrite=self.cfg.monitoring.overwrite_output_dir,
-                               protected=self._protected())
-            return None
-        verify_resume(checkpoint, self.manifest)
-        if self.cfg.monitoring.overwrite_output_dir:
-            logger.warning("overwrite_output_dir is ignored when resuming: %s is kept", self.out)
-        remove_incomplete_after(self.out, _saved_step(checkpoint))
-        return checkpoint
-
     def _save_every(self) -> int | None:
         if self.args.save_strategy == "no":
             return None
@@ -306,10 +270,8 @@ class PPORun:
         (folder / PPO_STATE).write_text(json.dumps(self.ppo.to_dict(), indent=2), encoding="utf-8")
         self.state.save_to_json(str(folder / "trainer_state.json"))
         mark_complete(folder, self.manifest, {CONFIG_FILE: config_yaml(self.cfg)})
-        limit = self.args.save_total_limit
-        if limit:
-            for old in [c for c in checkpoint_dirs(self.out) if is_complete(c)][:-limit]:
-                shutil.rmtree(old)
+        rotate_checkpoints(self.out, self.args.save_total_limit)  # only now: a complete checkpoint always remains
+        self.life.checkpoint_saved()
 
     def _resume(self, folder: Path) -> None:
         missing = [n for n in ("optimizer.pt", "scheduler.pt", "rng_state.pth") if not (folder / n).is_file()]
@@ -329,7 +291,7 @@ class PPORun:
 
     # ---- the end ------------------------------------------------------------------------------------------------
 
-    def _finish(self, record: RunRecord, runtime: float) -> dict[str, Any]:
+    def _finish(self, runtime: float) -> dict[str, Any]:
         stopped = self.stopper.stop_signal if self.state.global_step < self.total else None
         if stopped is None:
             save_policy(self.policy, self.p.tokenizer, self.out)
@@ -342,8 +304,7 @@ class PPORun:
         self.state.save_to_json(str(self.out / "trainer_state.json"))
         if self.cfg.monitoring.plot_loss:
             plot_loss(self.out, plot_keys("ppo", self.state.log_history))
-        record.write(f"interrupted by {stopped}" if stopped else "completed", global_step=self.state.global_step,
-                     metrics=metrics)
+        self.life.finish(stopped, global_step=self.state.global_step, metrics=metrics)
         if stopped:
             logger.warning("stopped by %s at step %d; checkpoint-%d is complete: rerun with resume_from_checkpoint: "
                            "true to continue", stopped, self.state.global_step, self.state.global_step)
@@ -355,6 +316,3 @@ def _mean(rows: list[dict[str, float]], key: str) -> float | None:
     values = [row[key] for row in rows if key in row]
     return sum(values) / len(values) if values else None
 
-
-def _saved_step(checkpoint: Path) -> int:
-    return TrainerState.load_from_json(str(checkpoint / "trainer_state.json")).global_step

@@ -25,6 +25,7 @@ from torch import Tensor, nn
 
 from ...config.schema import Config
 from ...losses import IGNORE_INDEX, model_token_logps, sequence_logps, sft_term
+from ..core.lifecycle import disable_dropout
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase as Tokenizer
@@ -181,19 +182,6 @@ def pair_logps(
 
 
 # ---- trainer settings --------------------------------------------------------------------------------------------
-
-
-def disable_dropout(model: nn.Module) -> int:
-    """Set every ``nn.Dropout`` to p=0 (LLaMA-Factory and TRL do so in dpo/kto): with dropout the policy differs
-    from its reference at the same weights, so the implicit rewards would be noise. Returns how many were on."""
-    changed = 0
-    for module in model.modules():
-        if isinstance(module, nn.Dropout) and module.p > 0:
-            module.p = 0.0
-            changed += 1
-    if changed:
-        logger.info("dropout disabled in %d modules (the policy must match its reference at equal weights)", changed)
-    return changed
 
 
 def prepare_reference(trainer: Any, reference: Reference | None = None) -> None:
