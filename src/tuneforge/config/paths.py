@@ -28,6 +28,8 @@ _TRUE = ("1", "true", "yes", "on")
 
 SourceKind = Literal["local", "hub", "invalid"]
 
+OUTPUT_LOCK = ".tuneforge.lock"  # a run's lock in its output_dir (train/core/folder.py); never content
+
 
 def source_kind(name: str) -> SourceKind:
     """``local`` when it exists or can only be a path; ``hub`` for an ``owner/name`` id; else ``invalid``."""

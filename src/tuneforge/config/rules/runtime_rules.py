@@ -6,6 +6,7 @@ import importlib.util
 from collections.abc import Iterator
 from pathlib import Path
 
+from ..paths import OUTPUT_LOCK
 from . import Ctx, Finding, rule
 
 
@@ -23,7 +24,7 @@ def model_required(ctx: Ctx) -> Iterator[Finding]:
 
 
 def _non_empty(path: Path) -> bool:
-    return path.is_dir() and any(path.iterdir())
+    return path.is_dir() and any(p.name != OUTPUT_LOCK for p in path.iterdir())  # a leftover lock is not content
 
 
 @rule("error")
@@ -42,7 +43,8 @@ def output_dir_not_empty(ctx: Ctx) -> Iterator[Finding]:
 def overwrite_existing(ctx: Ctx) -> Iterator[Finding]:
     out = ctx.mon.output_dir
     if ctx.tr.do_train and ctx.mon.overwrite_output_dir and out and _non_empty(Path(out)):
-        yield "overwrite_output_dir", f"the contents of {out} will be replaced by this run"
+        yield "overwrite_output_dir", f"the outputs earlier tuneforge runs wrote into {out} will be replaced by " \
+                                      "this run (anything else there stops it, named)"
 
 
 @rule("error")

@@ -20,12 +20,13 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from ...config.paths import OUTPUT_LOCK
 from .checkpoints import OutputDirError, OutputWriteError, latest_complete_checkpoint
 from .records import now_iso
 
 logger = logging.getLogger(__name__)
 
-LOCK_FILE = ".tuneforge.lock"
+LOCK_FILE = OUTPUT_LOCK
 _NO_SPACE = (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC))
 _NO_SPACE_TEXT = ("No space left on device", "StorageFull", "Disk quota exceeded")
 _LOW_SPACE = 64 * 2**20  # below this, a failed write (torch reports ENOSPC as a bare RuntimeError) is a full disk
