@@ -189,3 +189,20 @@ def test_meter_counts_every_token_of_an_unpadded_stream():
     meter = RunMeter(pad_token_id=0)
     assert meter.real_tokens(PaddingFreeCollator(pad_token_id=0)(rows)).item() == 5
     assert meter.real_tokens(PaddingCollator(pad_token_id=0)(rows)).item() == 5  # the 0/1 attention mask
+
+
+def test_keys_the_installed_transformers_lacks_are_dropped_at_default_and_refused_when_set(monkeypatch):
+    """The key table may come from a newer transformers than the installed one (the GPU image runs an older 5.x)."""
+    import dataclasses
+
+    from tuneforge.config.diagnostics import ConfigError
+    from tuneforge.train.core import trainer as trainer_module
+
+    @dataclasses.dataclass
+    class OlderArgs:  # an installed transformers that has no `warmup_steps`
+        learning_rate: float = 5e-5
+
+    monkeypatch.setattr(trainer_module, "Seq2SeqTrainingArguments", OlderArgs)
+    assert trainer_module.installed_only({"learning_rate": 1e-4, "warmup_steps": 0}) == {"learning_rate": 1e-4}
+    with pytest.raises(ConfigError, match="warmup_steps: not a training argument of the installed transformers"):
+        trainer_module.installed_only({"learning_rate": 1e-4, "warmup_steps": 100})

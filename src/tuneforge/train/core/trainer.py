@@ -226,7 +226,33 @@ def build_training_args(cfg: Config, **overrides: Any) -> Seq2SeqTrainingArgumen
     if cfg.finetuning.early_stopping_steps and kwargs["metric_for_best_model"] is None:
         kwargs["metric_for_best_model"] = "eval_loss"
     kwargs.update(overrides)
-    return Seq2SeqTrainingArguments(**kwargs)
+    return Seq2SeqTrainingArguments(**installed_only(kwargs))
+
+
+def installed_only(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``kwargs`` less the keys the installed transformers does not have (the key table comes from the release it
+    was generated with; ``transformers>=5.0`` may be older). A key the user set away from its default is an error
+    naming the installed version, never silently dropped.
+    """
+    import dataclasses
+
+    import transformers
+
+    known = {f.name for f in dataclasses.fields(Seq2SeqTrainingArguments)}
+    missing = {k: v for k, v in kwargs.items() if k not in known}
+    if not missing:
+        return kwargs
+    from ...config.diagnostics import ConfigError
+    from ...config.schema import all_specs
+
+    specs = all_specs()
+    changed = [k for k, v in missing.items() if k in specs and v != specs[k].default]
+    if changed:
+        raise ConfigError.of(changed[0], f"{', '.join(changed)}: not a training argument of the installed "
+                                         f"transformers {transformers.__version__}; upgrade transformers or remove it")
+    logger.debug("not passed to transformers %s (unknown there, at their defaults): %s", transformers.__version__,
+                 ", ".join(sorted(missing)))
+    return {k: v for k, v in kwargs.items() if k in known}
 
 
 def _loraplus_optimizer(cfg: Config, model: nn.Module, args: Seq2SeqTrainingArguments):
