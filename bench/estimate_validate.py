@@ -110,7 +110,7 @@ def child(config: Path, cpu: bool) -> None:
     import torch
 
     from tuneforge.config.loader import load
-    from tuneforge.train.stages import stage_runner
+    from tuneforge.train import stage_runner
 
     res = load([str(config)], environ=os.environ)
     cfg = res.config
