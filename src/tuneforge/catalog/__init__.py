@@ -38,6 +38,7 @@ class StageSpec:
     generates: bool = False
     predicts: bool = False
     single_process: bool = False
+    value_head: bool = False
     fp16: bool = True
 
 

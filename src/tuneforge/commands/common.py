@@ -32,13 +32,15 @@ def report_config_error(err: ConfigError) -> int:
     return 2
 
 
-def resolve_or_exit(args: argparse.Namespace) -> Resolution | int:
-    """The Resolution when it has no error; otherwise print every diagnostic and return exit code 2."""
+def resolve_or_exit(args: argparse.Namespace, tolerate: frozenset[str] = frozenset()) -> Resolution | int:
+    """The Resolution when it has no error (errors of the rules in ``tolerate`` do not count: a command that plans
+    for another machine, like ``estimate``, ignores this machine's facts); otherwise print every diagnostic and
+    return exit code 2."""
     try:
         res = resolve_args(args)
     except ConfigError as err:
         return report_config_error(err)
-    if res.errors:
+    if any(d.rule not in tolerate for d in res.errors):
         render_diagnostics(res.diagnostics, sys.stderr, sys.stderr.isatty())
         return 2
     return res

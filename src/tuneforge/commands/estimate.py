@@ -18,6 +18,9 @@ from pathlib import Path
 from ..config.report import render_diagnostics
 from .common import resolve_or_exit, run_guarded
 
+# an estimate plans for a GPU from config.json alone: this machine's precision support and the weight files of a
+# model folder (not needed to read its shape) do not stop it
+PLANNING = frozenset({"precision_on_this_machine", "sources_exist"})
 
 def _bad(message: str) -> int:
     sys.stderr.write(f"error: {message}\n")
@@ -72,7 +75,7 @@ def _run(args: argparse.Namespace) -> int:
     from ..estimate.hardware import HardwareError
     from ..estimate.report import render_fit, render_text, to_json
 
-    res = resolve_or_exit(args)
+    res = resolve_or_exit(args, tolerate=PLANNING)
     if isinstance(res, int):
         return res
     try:

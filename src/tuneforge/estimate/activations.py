@@ -21,6 +21,7 @@ quadratic (only eager attention and the padding-mask bias of padded SDPA batches
 
 from __future__ import annotations
 
+from ..catalog import stage as stage_spec
 from .arch import Arch
 from .params import lora_modules
 from .plan import Plan
@@ -115,10 +116,10 @@ def loss_bytes(arch: Arch, plan: Plan, n: float) -> float:
     gradient coexist (3 x 4 bytes x chunk x V). Liger's fused linear cross-entropy (pt/sft) uses chunks of
     ~N / (V / H) rows in the compute dtype plus an fp32 copy, and keeps the input gradient (cNH). rm has no logits.
     """
-    if plan.stage == "rm":
+    if stage_spec(plan.stage).value_head and not stage_spec(plan.stage).generates:  # scores only
         return 4.0 * n
     v, c = arch.vocab, plan.compute_bytes
-    if plan.liger and plan.stage in ("pt", "sft"):
+    if plan.liger and stage_spec(plan.stage).packable:
         chunk = min(n, _next_pow2(-(-n // -(-v // arch.hidden))))
         return chunk * v * (c + 4) + c * n * arch.hidden
     chunk = min(1024.0, n)

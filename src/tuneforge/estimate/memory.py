@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ..catalog import stage as stage_spec
 from . import activations as act
 from .arch import Arch
 from .params import ParamBytes, param_bytes, quant_bytes_per_param, quantized_params
@@ -160,11 +161,11 @@ def _phases(arch: Arch, plan: Plan, st: _Static, pb: ParamBytes) -> dict[str, di
         "first_layer": {**base, "gradients": st.gradients,
                         "activations": min(stored, one_layer) + recompute + work, "logits": 0.0},
     }
-    if plan.stage in ("dpo", "kto", "ppo"):
+    if stage_spec(plan.stage).reference != "never":
         chunk = min(1024.0, n)
         phases["reference"] = {**base, "gradients": carried, "activations": saved,
                                "logits": 2 * 4 * chunk * arch.vocab}
-    if plan.stage == "ppo":
+    if stage_spec(plan.stage).generates:  # rollouts: a KV cache
         kv = plan.micro_batch * (plan.cutoff + plan.max_new_tokens) * arch.layers * 2 * arch.kv_dim
         phases["rollout"] = {**base, "gradients": 0.0, "activations": kv * plan.compute_bytes,
                              "logits": 4 * plan.micro_batch * arch.vocab}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..catalog import stage as stage_spec
 from .arch import Arch
 from .plan import Plan
 
@@ -77,7 +78,7 @@ def trainable_params(arch: Arch, plan: Plan) -> int:
         n = _freeze_trainable(arch, plan)
     else:
         n = _lora_trainable(arch, plan)
-    return n + (arch.hidden + 1 if plan.stage in ("rm", "ppo") else 0)
+    return n + (arch.hidden + 1 if stage_spec(plan.stage).value_head else 0)
 
 
 def quantized_params(arch: Arch) -> int:

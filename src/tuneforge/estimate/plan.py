@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import Any
 
+from ..catalog import stage as stage_spec
+
 PAIRED = ("dpo", "rm")  # a row is a chosen and a rejected sequence
 
 
@@ -74,7 +76,7 @@ class Plan:
         """The plan of a resolved :class:`~tuneforge.config.schema.Config` on ``world`` data-parallel devices."""
         m, d, ft, tr = cfg.model, cfg.data, cfg.finetuning, cfg.training
         zero_opt = (zero or {}).get("zero_optimization") or {}
-        stage_of_ref = ft.stage in ("dpo", "kto", "ppo")
+        stage_of_ref = stage_spec(ft.stage).reference != "never"
         return cls(
             stage=ft.stage, method=ft.finetuning_type, quant_bit=m.quantization_bit,
             double_quant=m.double_quantization, pure_bf16=ft.pure_bf16,
@@ -93,7 +95,7 @@ class Plan:
             offload_param=_offloaded(zero_opt, "offload_param"), fsdp=_fsdp(tr.fsdp), world=max(1, world),
             separate_ref=stage_of_ref and (ft.finetuning_type != "lora" or ft.ref_model is not None),
             ref_quant_bit=ft.ref_model_quantization_bit,
-            separate_reward=ft.stage == "ppo" and ft.reward_model_type == "full",
+            separate_reward="reward_model" in stage_spec(ft.stage).keys and ft.reward_model_type == "full",
             upcast_layernorm=m.upcast_layernorm, max_new_tokens=cfg.generating.max_new_tokens, lengths=lengths,
         )
 
@@ -147,7 +149,7 @@ class Plan:
 def _padding_free(cfg: Any) -> bool:
     """As ``model.varlen.flattens_batches`` decides it on a CUDA machine (the estimate is for one)."""
     d, m = cfg.data, cfg.model
-    if cfg.finetuning.stage not in ("pt", "sft"):
+    if not stage_spec(cfg.finetuning.stage).packable:
         return False
     if d.neat_packing:
         return True

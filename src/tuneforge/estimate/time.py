@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from ..catalog import stage as stage_spec
 from .arch import Arch
 from .hardware import Hardware, table
 from .params import trainable_params
@@ -50,7 +51,7 @@ def flops_per_token(arch: Arch, plan: Plan) -> float:
         flops = 4 * n_mm + attn + 2 * trainable_params(arch, plan)
     else:
         flops = 6 * n_mm + attn
-    if plan.stage in ("dpo", "kto", "ppo"):
+    if stage_spec(plan.stage).reference != "never":
         flops += 2 * n_mm + attn / 3
     return flops
 
