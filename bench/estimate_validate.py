@@ -100,8 +100,9 @@ def predict(config: Path, memory_gib: float) -> dict:
     from tuneforge.estimate.report import to_json
 
     res = load([str(config)], environ={})
-    planning = {"precision_on_this_machine", "sources_exist"}  # as `tuneforge estimate`: this machine is no GPU
-    if any(d.rule not in planning for d in res.errors):
+    from tuneforge.commands.estimate import PLANNING  # the rules `tuneforge estimate` lets pass: it plans for a GPU
+
+    if any(d.rule not in PLANNING for d in res.errors):
         return {"error": "; ".join(f"{d.key}: {d.message}" for d in res.errors)}
     return to_json(estimate_config(res.config, Hardware("card", memory_gib, 1)))
 
