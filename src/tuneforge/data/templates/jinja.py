@@ -16,7 +16,6 @@ reply ``"Hello<|im_end|>\\n"``.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -24,7 +23,7 @@ from typing import Any
 from ..messages import Message
 from .base import Template, TemplateError, check_roles, split_system
 from .reasoning import split_thought
-from .tools import arguments_text, openai_tool, parse_calls, parse_tools
+from .tools import arguments_text, decoded_arguments, openai_tool, parse_calls, parse_tools
 
 
 def common_prefix(a: str, b: str) -> int:
@@ -45,27 +44,18 @@ def hf_message(message: Message) -> dict[str, Any]:
     if role == "observation":
         return {"role": "tool", "content": content}
     if role == "function":
-        calls = [{"type": "function", "function": {"name": c["name"], "arguments": _arguments(c.get("arguments"))}}
+        calls = [{"type": "function",
+                  "function": {"name": c["name"], "arguments": decoded_arguments(c.get("arguments"))}}
                  for c in parse_calls(content)]
         return {"role": "assistant", "content": "", "tool_calls": calls}
     return {"role": role, "content": content}
-
-
-def _arguments(arguments: Any) -> Any:
-    """Templates ``tojson`` the arguments, so a JSON string is decoded to its object first."""
-    if isinstance(arguments, str):
-        try:
-            return json.loads(arguments)
-        except json.JSONDecodeError:
-            return arguments
-    return {} if arguments is None else arguments
 
 
 def _anchors(message: Message) -> list[str]:
     """Texts that mark the end of a reply's content in the rendering, most specific first."""
     content = message["content"]
     if message["role"] == "function":
-        return [arguments_text(_arguments(call.get("arguments"))) for call in parse_calls(content)[-1:]]
+        return [arguments_text(decoded_arguments(call.get("arguments"))) for call in parse_calls(content)[-1:]]
     answer = split_thought(content).answer
     return [text for text in dict.fromkeys((content, answer, content.strip(), answer.strip())) if text]
 

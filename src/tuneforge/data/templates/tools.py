@@ -163,11 +163,12 @@ def _mistral_tools(schemas: list[dict[str, Any]]) -> str:
 
 
 def _mistral_calls(calls: list[dict[str, Any]]) -> str:
-    return dumps([{"name": c["name"], "arguments": _decoded(c.get("arguments"))} for c in calls])
+    return dumps([{"name": c["name"], "arguments": decoded_arguments(c.get("arguments"))} for c in calls])
 
 
-def _decoded(arguments: Any) -> Any:
-    """Arguments as an object: a JSON string is decoded (Mistral dumps the whole call list once)."""
+def decoded_arguments(arguments: Any) -> Any:
+    """A call's arguments as an object: a JSON string is decoded (templates ``tojson`` them, and Mistral dumps the
+    whole call list once); ``None`` is ``{}``, text that is not JSON stays text."""
     if isinstance(arguments, str):
         try:
             return json.loads(arguments)
@@ -183,7 +184,7 @@ def _value_text(value: Any) -> str:
 
 def _arguments_of(call: dict[str, Any]) -> dict[str, Any]:
     """The arguments of a call as a mapping (XML formats write one element per argument)."""
-    arguments = _decoded(call.get("arguments"))
+    arguments = decoded_arguments(call.get("arguments"))
     if not isinstance(arguments, dict):
         raise ValueError(f"tool call {call['name']!r}: XML tool formats need object arguments, got {arguments!r}")
     return arguments
