@@ -100,15 +100,22 @@ def lookup(name: str) -> Hardware:
     return gpu(name)
 
 
-def detect() -> Hardware | None:
-    """The first GPU nvidia-smi reports (name, total memory) and how many there are; None without one."""
+def _nvidia_smi(fields: str) -> str | None:
+    """``nvidia-smi --query-gpu=<fields>`` as CSV without header or units; None without nvidia-smi or on failure."""
     exe = shutil.which("nvidia-smi")
     if exe is None:
         return None
     try:
-        out = subprocess.run([exe, "--query-gpu=name,memory.total", "--format=csv,noheader,nounits"],
-                             capture_output=True, text=True, timeout=10, check=True).stdout
+        return subprocess.run([exe, f"--query-gpu={fields}", "--format=csv,noheader,nounits"],
+                              capture_output=True, text=True, timeout=10, check=True).stdout
     except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def detect() -> Hardware | None:
+    """The first GPU nvidia-smi reports (name, total memory) and how many there are; None without one."""
+    out = _nvidia_smi("name,memory.total")
+    if out is None:
         return None
     rows = [line.split(",") for line in out.strip().splitlines() if "," in line]
     if not rows:
@@ -123,13 +130,8 @@ def detect() -> Hardware | None:
 
 def free_memory_gib() -> list[float] | None:
     """Free memory of each GPU per nvidia-smi (what other processes leave), or None without nvidia-smi."""
-    exe = shutil.which("nvidia-smi")
-    if exe is None:
-        return None
-    try:
-        out = subprocess.run([exe, "--query-gpu=memory.free", "--format=csv,noheader,nounits"],
-                             capture_output=True, text=True, timeout=10, check=True).stdout
-    except (OSError, subprocess.SubprocessError):
+    out = _nvidia_smi("memory.free")
+    if out is None:
         return None
     values = [float(v) / 1024 for v in out.split() if v.replace(".", "", 1).isdigit()]
     return values or None
